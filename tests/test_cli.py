@@ -1,0 +1,115 @@
+"""The vaelib command end to end on a small MNIST subset, and its error handling."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import vaelib as vl
+from vaelib.cli import main
+
+
+def _mnist_root():
+    root = os.environ.get("VAELIB_DATA")
+    if not root:
+        pytest.skip("VAELIB_DATA is not set; the CLI end-to-end test needs MNIST on disk")
+    if vl.find_dataset("mnist", root) is None:
+        pytest.fail(f"VAELIB_DATA={root} but MNIST is not there")
+    return root
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_train_evaluate_sample_end_to_end(tmp_path, capsys):
+    root = _mnist_root()
+    run = tmp_path / "run"
+    code, out, err = _run(capsys, "train", "--epochs", "2", "--n-train", "1000", "--n-test", "200", "--latent-dim", "2",
+                          "--hidden", "64", "--device", "cpu", "--data-root", root, "--out", str(run), "--quiet")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["epochs_done"] == 2
+    history = json.loads((run / "history.json").read_text())["history"]
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert summary["test_elbo"] == pytest.approx(history[-1]["test_elbo"])
+
+    # evaluate: the k-sample bound is at least the ELBO, so NLL <= -ELBO (up to Monte Carlo noise).
+    code, out, err = _run(capsys, "evaluate", str(run), "--k", "200", "--n-test", "100", "--device", "cpu", "--data-root", root)
+    assert code == 0, err
+    scores = json.loads(out)
+    assert scores["n_test"] == 100 and scores["k"] == 200
+    assert scores["test_nll"] <= -scores["test_elbo"] + 0.5
+    assert scores["test_elbo"] == pytest.approx(scores["test_reconstruction"] - scores["test_kl"], abs=1e-3)
+
+    png = tmp_path / "samples.png"
+    code, out, err = _run(capsys, "sample", str(run), "--n", "16", "--out", str(png), "--device", "cpu")
+    assert code == 0, err
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # The checkpoint the CLI wrote rebuilds the same model.
+    model = vl.load_model(run / "checkpoint.pt")
+    assert model.config == vl.VAEConfig(latent_dim=2, hidden_dims=(64,))
+
+
+def test_info_reports_versions_and_data_root(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("VAELIB_DATA", str(tmp_path))
+    code, out, _ = _run(capsys, "info")
+    info = json.loads(out)
+    assert code == 0
+    assert info["torch"] == torch.__version__ and info["vaelib"] == vl.__version__
+    assert info["data_root"] == str(tmp_path)
+    assert info["datasets"]["mnist"] == "not found"
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["train", "--epochs", "0", "--out", "x"], "--epochs"),
+        (["train", "--epochs", "two", "--out", "x"], "--epochs"),
+        (["train", "--likelihood", "poisson", "--out", "x"], "--likelihood"),
+        (["evaluate", "run", "--k", "0"], "--k"),
+        (["sample", "run"], "--out"),
+        (["frobnicate"], "frobnicate"),
+    ],
+)
+def test_bad_arguments_give_one_line_and_exit_2(capsys, argv, needle):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert needle in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+
+
+def test_errors_in_input_give_one_line_and_exit_1(tmp_path, capsys):
+    bogus = tmp_path / "bogus.pt"
+    bogus.write_bytes(b"not a checkpoint at all")
+    code, _, err = _run(capsys, "evaluate", str(bogus))
+    assert code == 1 and "not a readable checkpoint" in err and len(err.strip().splitlines()) == 1
+    code, _, err = _run(capsys, "sample", str(tmp_path / "missing"), "--out", str(tmp_path / "a.png"))
+    assert code == 1 and "no checkpoint" in err
+    code, _, err = _run(capsys, "train", "--out", str(tmp_path / "r"), "--data-root", str(tmp_path / "empty"),
+                          "--no-download", "--quiet")
+    # An empty root without the download must name the path searched.
+    assert code == 1 and str(tmp_path / "empty") in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_cuda_without_gpu_is_a_clear_error(tmp_path, capsys):
+    root = _mnist_root()
+    code, _, err = _run(capsys, "train", "--device", "cuda", "--n-train", "10", "--out", str(tmp_path / "r"), "--data-root", root)
+    assert code == 1 and "CUDA" in err and "cpu" in err
+
+
+def test_python_dash_m_runs_the_cli():
+    done = subprocess.run([sys.executable, "-m", "vaelib", "--version"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == f"vaelib {vl.__version__}"
+    done = subprocess.run([sys.executable, "-m", "vaelib", "train", "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "--latent-dim" in done.stdout

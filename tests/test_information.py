@@ -1,0 +1,603 @@
+"""Tests for vaelib.information against independent references.
+
+References used: torch.distributions (Categorical, Normal, Independent,
+MixtureSameFamily, kl_divergence), Monte Carlo estimates with their standard
+errors, brute-force sums and numerical quadrature, and closed forms.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+
+import pytest
+import torch
+from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal, kl_divergence as torch_kl
+
+from vaelib.errors import VaelibError
+from vaelib.information import (
+    GaussianFit,
+    cross_entropy,
+    entropy,
+    fit_gaussian,
+    gaussian_cross_entropy,
+    gaussian_entropy,
+    gaussian_kl,
+    gaussian_kl_monte_carlo,
+    information,
+    kl_divergence,
+    kl_on_grid,
+    kl_standard_normal,
+    mixture_log_prob,
+    mixture_moments,
+)
+
+SHAPES = [(), (3,), (2, 5)]
+DTYPES = [torch.float32, torch.float64]
+LN2 = math.log(2.0)
+
+
+def tol(dtype: torch.dtype) -> dict:
+    return dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-10)
+
+
+def random_probs(shape: tuple, k: int, dtype: torch.dtype, seed: int, zeros: bool = False) -> torch.Tensor:
+    """Random distributions (shape..., k); with ``zeros`` about a third of the entries are exactly 0."""
+    g = torch.Generator().manual_seed(seed)
+    logits = 2.0 * torch.randn(*shape, k, generator=g, dtype=torch.float64)
+    p = torch.softmax(logits, -1)
+    if zeros:
+        mask = torch.rand(*shape, k, generator=g, dtype=torch.float64) < 0.35
+        mask[..., 0] = False  # keep at least one outcome
+        p = torch.where(mask, torch.zeros_like(p), p)
+        p = p / p.sum(-1, keepdim=True)
+    return p.to(dtype)
+
+
+def random_gaussians(shape: tuple, d: int, dtype: torch.dtype, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    mu = torch.randn(*shape, d, generator=g, dtype=torch.float64)
+    logvar = 1.5 * torch.randn(*shape, d, generator=g, dtype=torch.float64)
+    return mu.to(dtype), logvar.to(dtype)
+
+
+def diag_normal(mu: torch.Tensor, logvar: torch.Tensor) -> Independent:
+    return Independent(Normal(mu, torch.exp(0.5 * logvar)), 1)
+
+
+def test_module_exports_everything_in_all():
+    module = importlib.import_module("vaelib.information")
+    for name in module.__all__:
+        assert hasattr(module, name), name
+    for name in ["mixture_log_prob", "mixture_moments", "kl_on_grid", "fit_gaussian", "GaussianFit", "gaussian_kl_monte_carlo"]:
+        assert name in module.__all__
+
+
+# ------------------------------------------------------------------ information
+
+
+def test_information_fair_coin_is_one_bit_or_ln2_nats():
+    assert information(torch.tensor(0.5), base=2).item() == pytest.approx(1.0, abs=1e-7)
+    assert information(torch.tensor(0.5)).item() == pytest.approx(LN2, abs=1e-7)
+    assert information(0.5, base=2).item() == pytest.approx(1.0, abs=1e-7)  # a Python float works too
+    # one bit is ln 2 nats whatever the probability: I_bits = I_nats / ln 2
+    p = torch.rand(100, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    torch.testing.assert_close(information(p, base=2), information(p) / LN2)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_information_matches_minus_log_and_keeps_shape(shape, dtype):
+    p = torch.rand(shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64).to(dtype) * 0.98 + 0.01
+    out = information(p)
+    assert out.shape == p.shape and out.dtype == dtype
+    torch.testing.assert_close(out, -torch.log(p), **tol(dtype))
+    torch.testing.assert_close(information(p, base=10), -torch.log10(p), **tol(dtype))
+
+
+def test_information_edge_values_and_additivity():
+    assert information(torch.tensor(1.0)).item() == 0.0
+    assert information(torch.tensor(0.0)).item() == math.inf
+    # independent events: I(p q) = I(p) + I(q)
+    p, q = torch.tensor(0.3, dtype=torch.float64), torch.tensor(0.7, dtype=torch.float64)
+    torch.testing.assert_close(information(p * q), information(p) + information(q))
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan")])
+def test_information_rejects_non_probabilities(bad):
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        information(torch.tensor([0.5, bad]))
+
+
+@pytest.mark.parametrize("base", [1, 0, -2, math.inf])
+def test_bad_base_raises(base):
+    with pytest.raises(ValueError, match="base"):
+        information(torch.tensor(0.5), base=base)
+    with pytest.raises(ValueError, match="base"):
+        entropy(torch.tensor([0.5, 0.5]), base=base)
+
+
+# ---------------------------------------------------------------------- entropy
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("zeros", [False, True])
+def test_entropy_matches_categorical(shape, dtype, zeros):
+    p = random_probs(shape, 6, dtype, seed=2, zeros=zeros)
+    h = entropy(p)
+    assert h.shape == shape and h.dtype == dtype
+    torch.testing.assert_close(h, Categorical(probs=p).entropy(), **tol(dtype))
+    torch.testing.assert_close(entropy(p, base=2), Categorical(probs=p).entropy() / LN2, **tol(dtype))
+
+
+def test_entropy_with_zero_probabilities_ignores_them():
+    p = torch.tensor([0.5, 0.0, 0.25, 0.0, 0.25], dtype=torch.float64)
+    assert entropy(p).item() == pytest.approx(1.5 * LN2)
+    assert entropy(p, base=2).item() == pytest.approx(1.5)
+    # the gradient stays finite even with zeros
+    p.requires_grad_(True)
+    entropy(p).backward()
+    assert torch.isfinite(p.grad).all()
+
+
+@pytest.mark.parametrize("k", [1, 2, 7, 100])
+def test_entropy_bounds_uniform_and_point_mass(k):
+    uniform = torch.full((k,), 1.0 / k, dtype=torch.float64)
+    assert entropy(uniform).item() == pytest.approx(math.log(k), abs=1e-12)
+    point = torch.zeros(k, dtype=torch.float64)
+    point[-1] = 1.0
+    assert entropy(point).item() == 0.0
+    p = random_probs((200,), k, torch.float64, seed=3, zeros=True)
+    h = entropy(p)
+    assert (h >= 0).all() and (h <= math.log(k) + 1e-12).all()
+
+
+def test_binary_entropy_is_one_bit_at_one_half_and_symmetric():
+    t = torch.linspace(0.0, 1.0, 101, dtype=torch.float64)
+    h = entropy(torch.stack([t, 1 - t], -1), base=2)
+    assert h[50].item() == pytest.approx(1.0)
+    assert h[0].item() == 0.0 and h[-1].item() == 0.0
+    torch.testing.assert_close(h, h.flip(0))
+    assert h.argmax().item() == 50
+
+
+@pytest.mark.parametrize(
+    "p, message",
+    [
+        (torch.tensor([0.5, 0.6]), "sum to 1"),
+        (torch.tensor([1.5, -0.5]), "non-negative"),
+        (torch.tensor([float("nan"), 1.0]), "finite"),
+        (torch.tensor([0, 1]), "floating-point"),
+        (torch.tensor(1.0), r"\(\.\.\., K\)"),
+    ],
+)
+def test_entropy_rejects_bad_distributions(p, message):
+    with pytest.raises(ValueError, match=message):
+        entropy(p)
+
+
+# ---------------------------------------------------------------- cross-entropy
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cross_entropy_matches_expected_categorical_log_prob(shape, dtype):
+    p = random_probs(shape, 5, dtype, seed=4, zeros=True)
+    q = random_probs(shape, 5, dtype, seed=5)
+    h = cross_entropy(p, q)
+    assert h.shape == shape
+    # -E_p[log q(k)] with log q(k) from torch's Categorical, summed over outcomes k
+    outcomes = torch.arange(5).reshape(5, *([1] * len(shape)))
+    log_q = Categorical(probs=q).log_prob(outcomes)  # (5, *shape)
+    reference = -(p.movedim(-1, 0) * log_q).sum(0)
+    torch.testing.assert_close(h, reference, **tol(dtype))
+    torch.testing.assert_close(cross_entropy(p, q, base=2), reference / LN2, **tol(dtype))
+
+
+def test_gibbs_inequality_on_random_distributions():
+    p = random_probs((500,), 4, torch.float64, seed=6, zeros=True)
+    q = random_probs((500,), 4, torch.float64, seed=7)
+    assert (cross_entropy(p, q) >= entropy(p)).all()
+    assert (cross_entropy(p, q) - entropy(p) > 1e-6).all()  # strict, as p != q
+    torch.testing.assert_close(cross_entropy(p, p), entropy(p))
+
+
+def test_cross_entropy_zero_in_q_where_p_positive_is_infinite():
+    p = torch.tensor([0.5, 0.5])
+    q = torch.tensor([1.0, 0.0])
+    assert cross_entropy(p, q).item() == math.inf
+    assert kl_divergence(p, q).item() == math.inf
+
+
+def test_cross_entropy_zero_in_q_where_p_is_zero_is_finite_with_finite_gradient():
+    p = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    q = torch.tensor([0.0, 1.0], dtype=torch.float64, requires_grad=True)
+    h = cross_entropy(p, q)
+    assert h.item() == 0.0
+    h.backward()
+    assert torch.isfinite(q.grad).all()
+
+
+def test_cross_entropy_broadcasts_and_checks_outcome_count():
+    p = random_probs((), 3, torch.float64, seed=8)
+    q = random_probs((4,), 3, torch.float64, seed=9)
+    torch.testing.assert_close(cross_entropy(p, q), torch.stack([cross_entropy(p, qi) for qi in q]))
+    with pytest.raises(ValueError, match="same number of outcomes"):
+        cross_entropy(p, random_probs((), 4, torch.float64, seed=10))
+
+
+# ---------------------------------------------------------------- KL (discrete)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("zeros", [False, True])
+def test_kl_matches_torch_categorical_kl(shape, dtype, zeros):
+    p = random_probs(shape, 6, dtype, seed=11, zeros=zeros)
+    q = random_probs(shape, 6, dtype, seed=12)
+    kl = kl_divergence(p, q)
+    assert kl.shape == shape
+    torch.testing.assert_close(kl, torch_kl(Categorical(probs=p), Categorical(probs=q)), **tol(dtype))
+    torch.testing.assert_close(kl_divergence(p, q, base=2), kl / LN2, **tol(dtype))
+
+
+def test_kl_identity_sign_zero_and_asymmetry():
+    p = random_probs((300,), 5, torch.float64, seed=13, zeros=True)
+    q = random_probs((300,), 5, torch.float64, seed=14)
+    kl = kl_divergence(p, q)
+    torch.testing.assert_close(kl, cross_entropy(p, q) - entropy(p))
+    # brute force sum over the support of p
+    brute = torch.where(p > 0, p * torch.log(p / q), torch.zeros_like(p)).sum(-1)
+    torch.testing.assert_close(kl, brute)
+    assert (kl > 0).all()
+    torch.testing.assert_close(kl_divergence(q, q), torch.zeros(300, dtype=torch.float64), atol=1e-12, rtol=0)
+    # not symmetric
+    a = torch.tensor([0.9, 0.1], dtype=torch.float64)
+    b = torch.tensor([0.5, 0.5], dtype=torch.float64)
+    assert abs(kl_divergence(a, b) - kl_divergence(b, a)).item() > 0.05
+
+
+def test_kl_breaks_the_triangle_inequality():
+    # three Bernoulli distributions with KL(p||r) > KL(p||q) + KL(q||r)
+    p, q, r = (torch.tensor([t, 1 - t], dtype=torch.float64) for t in (0.5, 0.25, 0.05))
+    assert kl_divergence(p, r) > kl_divergence(p, q) + kl_divergence(q, r)
+
+
+# ------------------------------------------------------------ Gaussian entropy
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gaussian_entropy_matches_torch(shape, dtype):
+    mu, logvar = random_gaussians(shape, 4, dtype, seed=15)
+    h = gaussian_entropy(logvar)
+    assert h.shape == shape and h.dtype == dtype
+    torch.testing.assert_close(h, diag_normal(mu, logvar).entropy(), **tol(dtype))
+
+
+def test_gaussian_entropy_one_dimensional_formula_and_negativity():
+    sigma = torch.tensor([0.05, 1.0, 3.0], dtype=torch.float64)
+    h = gaussian_entropy((2 * sigma.log()).unsqueeze(-1))
+    torch.testing.assert_close(h, 0.5 * torch.log(2 * math.pi * math.e * sigma**2))
+    assert h[0] < 0  # variance below 1 / (2 pi e): negative differential entropy
+    threshold = torch.tensor([[math.log(1 / (2 * math.pi * math.e))]], dtype=torch.float64)
+    assert gaussian_entropy(threshold).item() == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("a", [0.01, 0.5, 3.0, -2.0])
+def test_gaussian_entropy_scaling_adds_log_abs_a_per_dimension(a):
+    _, logvar = random_gaussians((3,), 4, torch.float64, seed=16)
+    scaled = logvar + 2 * math.log(abs(a))  # Var(a z) = a^2 Var(z)
+    torch.testing.assert_close(gaussian_entropy(scaled), gaussian_entropy(logvar) + 4 * math.log(abs(a)))
+
+
+def test_gaussian_entropy_matches_monte_carlo():
+    mu, logvar = random_gaussians((), 3, torch.float64, seed=17)
+    q = diag_normal(mu, logvar)
+    torch.manual_seed(0)
+    z = q.sample((200_000,))
+    neg_log_q = -q.log_prob(z)
+    se = neg_log_q.std() / math.sqrt(len(z))
+    assert abs(neg_log_q.mean() - gaussian_entropy(logvar)) < 4 * se
+
+
+def test_discrete_entropy_of_binned_gaussian_needs_an_infinite_offset():
+    # H(binned, width w) ~ h - log w: it grows without bound as w -> 0
+    normal = Normal(torch.tensor(0.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64))
+    h = gaussian_entropy(torch.zeros(1, dtype=torch.float64))
+    previous = -math.inf
+    for width in (0.5, 0.1, 0.02):
+        edges = torch.arange(-10.0, 10.0 + width / 2, width, dtype=torch.float64)
+        probs = normal.cdf(edges[1:]) - normal.cdf(edges[:-1])
+        probs = probs / probs.sum()
+        h_binned = entropy(probs)
+        assert h_binned > previous
+        previous = h_binned
+        assert (h_binned + math.log(width) - h).abs() < width**2  # the offset -log w, up to O(w^2)
+
+
+# ---------------------------------------------------- Gaussian cross-entropy and KL
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gaussian_cross_entropy_is_entropy_plus_kl(shape, dtype):
+    mu_p, logvar_p = random_gaussians(shape, 3, dtype, seed=18)
+    mu_q, logvar_q = random_gaussians(shape, 3, dtype, seed=19)
+    h_pq = gaussian_cross_entropy(mu_p, logvar_p, mu_q, logvar_q)
+    assert h_pq.shape == shape
+    p, q = diag_normal(mu_p, logvar_p), diag_normal(mu_q, logvar_q)
+    torch.testing.assert_close(h_pq, p.entropy() + torch_kl(p, q), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(gaussian_cross_entropy(mu_p, logvar_p, mu_p, logvar_p), gaussian_entropy(logvar_p), **tol(dtype))
+
+
+def test_gaussian_cross_entropy_matches_monte_carlo():
+    mu_p, logvar_p = random_gaussians((), 2, torch.float64, seed=20)
+    mu_q, logvar_q = random_gaussians((), 2, torch.float64, seed=21)
+    torch.manual_seed(1)
+    z = diag_normal(mu_p, logvar_p).sample((200_000,))
+    values = -diag_normal(mu_q, logvar_q).log_prob(z)
+    se = values.std() / math.sqrt(len(z))
+    assert abs(values.mean() - gaussian_cross_entropy(mu_p, logvar_p, mu_q, logvar_q)) < 4 * se
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gaussian_kl_matches_torch(shape, dtype):
+    mu_q, logvar_q = random_gaussians(shape, 5, dtype, seed=22)
+    mu_p, logvar_p = random_gaussians(shape, 5, dtype, seed=23)
+    kl = gaussian_kl(mu_q, logvar_q, mu_p, logvar_p)
+    assert kl.shape == shape and kl.dtype == dtype
+    reference = torch_kl(diag_normal(mu_q, logvar_q), diag_normal(mu_p, logvar_p))
+    torch.testing.assert_close(kl, reference, rtol=1e-4 if dtype == torch.float32 else 1e-10, atol=1e-4 if dtype == torch.float32 else 1e-10)
+    per_dim = gaussian_kl(mu_q, logvar_q, mu_p, logvar_p, reduce=False)
+    assert per_dim.shape == (*shape, 5)
+    torch.testing.assert_close(per_dim, torch_kl(Normal(mu_q, (0.5 * logvar_q).exp()), Normal(mu_p, (0.5 * logvar_p).exp())), rtol=1e-4, atol=1e-4)
+    assert (per_dim >= 0).all()
+
+
+def test_gaussian_kl_zero_iff_equal_and_asymmetric_and_broadcasts():
+    mu, logvar = random_gaussians((4,), 3, torch.float64, seed=24)
+    torch.testing.assert_close(gaussian_kl(mu, logvar, mu, logvar), torch.zeros(4, dtype=torch.float64))
+    zero = torch.zeros(3, dtype=torch.float64)
+    assert (gaussian_kl(mu, logvar, zero, zero) - gaussian_kl(zero, zero, mu, logvar)).abs().max() > 0.1
+    assert gaussian_kl(mu, logvar, zero, zero).shape == (4,)
+
+
+def test_gaussian_kl_matches_monte_carlo_with_torch_samples():
+    mu_q, logvar_q = random_gaussians((), 3, torch.float64, seed=25)
+    mu_p, logvar_p = random_gaussians((), 3, torch.float64, seed=26)
+    q, p = diag_normal(mu_q, logvar_q), diag_normal(mu_p, logvar_p)
+    torch.manual_seed(2)
+    z = q.sample((200_000,))
+    log_ratio = q.log_prob(z) - p.log_prob(z)
+    se = log_ratio.std() / math.sqrt(len(z))
+    assert abs(log_ratio.mean() - gaussian_kl(mu_q, logvar_q, mu_p, logvar_p)) < 4 * se
+
+
+@pytest.mark.parametrize("shape", [(1,), (3,), (2, 5)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_kl_standard_normal(shape, dtype):
+    mu, logvar = random_gaussians(shape, 4, dtype, seed=27)
+    kl = kl_standard_normal(mu, logvar)
+    assert kl.shape == shape
+    explicit = 0.5 * (mu**2 + logvar.exp() - logvar - 1).sum(-1)
+    torch.testing.assert_close(kl, explicit, **tol(dtype))
+    zeros = torch.zeros_like(mu)
+    torch.testing.assert_close(kl, gaussian_kl(mu, logvar, zeros, zeros), **tol(dtype))
+    standard = Independent(Normal(zeros, torch.ones_like(mu)), 1)
+    torch.testing.assert_close(kl, torch_kl(diag_normal(mu, logvar), standard), rtol=1e-4, atol=1e-4)
+    assert kl_standard_normal(mu, logvar, reduce=False).shape == (*shape, 4)
+    assert kl_standard_normal(zeros, zeros).abs().max().item() == 0.0
+
+
+# ---------------------------------------------------------- gaussian_kl_monte_carlo
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gaussian_kl_monte_carlo_agrees_with_closed_form(shape, dtype):
+    mu_q, logvar_q = random_gaussians(shape, 3, dtype, seed=28)
+    mu_p, logvar_p = random_gaussians(shape, 3, dtype, seed=29)
+    g = torch.Generator().manual_seed(3)
+    estimate, se = gaussian_kl_monte_carlo(mu_q, logvar_q, mu_p, logvar_p, 20_000, generator=g)
+    assert estimate.shape == shape and se.shape == shape and estimate.dtype == dtype
+    closed = gaussian_kl(mu_q, logvar_q, mu_p, logvar_p)
+    assert ((estimate - closed).abs() < 5 * se).all()
+    assert (se > 0).all()
+
+
+def test_gaussian_kl_monte_carlo_is_reproducible_and_shrinks_like_one_over_sqrt_n():
+    mu_q, logvar_q = random_gaussians((), 2, torch.float64, seed=30)
+    zero = torch.zeros(2, dtype=torch.float64)
+    a = gaussian_kl_monte_carlo(mu_q, logvar_q, zero, zero, 1000, generator=torch.Generator().manual_seed(4))
+    b = gaussian_kl_monte_carlo(mu_q, logvar_q, zero, zero, 1000, generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(a, b)
+    _, se_big = gaussian_kl_monte_carlo(mu_q, logvar_q, zero, zero, 100_000, generator=torch.Generator().manual_seed(5))
+    assert 5 < (a[1] / se_big).item() < 20  # sqrt(100) = 10
+    # equal distributions: log-ratio is identically 0
+    est, se = gaussian_kl_monte_carlo(zero, zero, zero, zero, 10)
+    assert est.item() == 0.0 and se.item() == 0.0
+    with pytest.raises(ValueError, match="n_samples"):
+        gaussian_kl_monte_carlo(zero, zero, zero, zero, 1)
+
+
+# --------------------------------------------------------------- mixtures, grids
+
+
+def mixture_params(dtype=torch.float64):
+    weights = torch.tensor([0.4, 0.6], dtype=dtype)
+    mu = torch.tensor([-2.5, 2.5], dtype=dtype)
+    logvar = torch.log(torch.tensor([0.7, 0.9], dtype=dtype) ** 2)
+    return weights, mu, logvar
+
+
+def torch_mixture(weights, mu, logvar) -> MixtureSameFamily:
+    return MixtureSameFamily(Categorical(probs=weights), Normal(mu, torch.exp(0.5 * logvar)))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_mixture_log_prob_matches_torch(shape, dtype):
+    weights, mu, logvar = mixture_params(dtype)
+    z = 4 * torch.randn(shape, generator=torch.Generator().manual_seed(6), dtype=torch.float64).to(dtype)
+    out = mixture_log_prob(z, weights, mu, logvar)
+    assert out.shape == shape and out.dtype == dtype
+    torch.testing.assert_close(out, torch_mixture(weights, mu, logvar).log_prob(z), **tol(dtype))
+
+
+def test_mixture_log_prob_is_normalised_and_finite_in_far_tails():
+    weights, mu, logvar = mixture_params()
+    grid = torch.linspace(-12, 12, 4001, dtype=torch.float64)
+    assert torch.trapezoid(mixture_log_prob(grid, weights, mu, logvar).exp(), grid).item() == pytest.approx(1.0, abs=1e-9)
+    far = mixture_log_prob(torch.tensor([-100.0, 100.0], dtype=torch.float64), weights, mu, logvar)
+    assert torch.isfinite(far).all()
+    torch.testing.assert_close(far, torch_mixture(weights, mu, logvar).log_prob(torch.tensor([-100.0, 100.0], dtype=torch.float64)))
+
+
+def test_mixture_moments_match_torch_and_quadrature():
+    weights, mu, logvar = mixture_params()
+    mean, var = mixture_moments(weights, mu, logvar)
+    reference = torch_mixture(weights, mu, logvar)
+    torch.testing.assert_close(mean, reference.mean)
+    torch.testing.assert_close(var, reference.variance)
+    grid = torch.linspace(-15, 15, 6001, dtype=torch.float64)
+    density = mixture_log_prob(grid, weights, mu, logvar).exp()
+    quad_mean = torch.trapezoid(grid * density, grid)
+    torch.testing.assert_close(quad_mean, mean)
+    torch.testing.assert_close(torch.trapezoid((grid - quad_mean) ** 2 * density, grid), var)
+
+
+@pytest.mark.parametrize(
+    "weights, mu, logvar, message",
+    [
+        (torch.tensor([0.5, 0.6]), torch.zeros(2), torch.zeros(2), "sum to 1"),
+        (torch.tensor([1.5, -0.5]), torch.zeros(2), torch.zeros(2), "non-negative"),
+        (torch.tensor([0.5, 0.5]), torch.zeros(3), torch.zeros(2), "same length"),
+        (torch.tensor([[0.5, 0.5]]), torch.zeros(1, 2), torch.zeros(1, 2), "1-D"),
+    ],
+)
+def test_mixture_rejects_bad_parameters(weights, mu, logvar, message):
+    with pytest.raises(ValueError, match=message):
+        mixture_log_prob(torch.zeros(3), weights, mu, logvar)
+    with pytest.raises(ValueError, match=message):
+        mixture_moments(weights, mu, logvar)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_kl_on_grid_matches_closed_form_gaussian_kl(shape):
+    mu_q, logvar_q = random_gaussians(shape, 1, torch.float64, seed=31)
+    mu_p, logvar_p = random_gaussians(shape, 1, torch.float64, seed=32)
+    logvar_q, logvar_p = logvar_q.clamp(-1, 1), logvar_p.clamp(-1, 1)  # keep both resolved by the grid
+    grid = torch.linspace(-15, 15, 6001, dtype=torch.float64)
+    log_q = Normal(mu_q, (0.5 * logvar_q).exp()).log_prob(grid)  # (*shape, N) by broadcasting
+    log_p = Normal(mu_p, (0.5 * logvar_p).exp()).log_prob(grid)
+    out = kl_on_grid(log_q, log_p, grid)
+    assert out.shape == shape
+    torch.testing.assert_close(out, gaussian_kl(mu_q, logvar_q, mu_p, logvar_p), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(kl_on_grid(log_q, log_q, grid), torch.zeros(shape, dtype=torch.float64))
+
+
+def test_kl_on_grid_error_shrinks_with_grid_spacing():
+    d = torch.float64
+    p, q = Normal(torch.tensor(0.0, dtype=d), torch.tensor(1.0, dtype=d)), Normal(torch.tensor(1.0, dtype=d), torch.tensor(2.0, dtype=d))
+    exact = torch_kl(p, q)
+    errors = []
+    for n in (9, 13, 17, 21, 41):  # spacing 2.5 down to 0.5 on [-10, 10]
+        grid = torch.linspace(-10, 10, n, dtype=d)
+        errors.append((kl_on_grid(p.log_prob(grid), q.log_prob(grid), grid) - exact).abs().item())
+    assert all(a > b for a, b in zip(errors, errors[1:]))
+    assert errors[0] > 0.1 and errors[-1] < 1e-12
+
+
+def test_kl_on_grid_support_edge_cases():
+    grid = torch.linspace(0, 1, 11, dtype=torch.float64)
+    uniform = torch.zeros(11, dtype=torch.float64)  # log of the density 1 on [0, 1]
+    half = torch.where(grid <= 0.5, torch.full_like(grid, math.log(2.0)), torch.full_like(grid, -math.inf))
+    # q = 0 where p > 0: infinite; p = 0 where q = -inf is skipped: finite
+    assert kl_on_grid(uniform, half, grid).item() == math.inf
+    assert math.isfinite(kl_on_grid(half, uniform, grid).item())
+
+
+@pytest.mark.parametrize(
+    "grid, n_values, message",
+    [
+        (torch.tensor([0.0, 1.0]), 2, "at least 3"),
+        (torch.tensor([0.0, 2.0, 1.0]), 3, "increasing"),
+        (torch.zeros(2, 3), 3, "1-D"),
+        (torch.linspace(0, 1, 5), 4, "evaluated on the grid"),
+    ],
+)
+def test_kl_on_grid_rejects_bad_grids(grid, n_values, message):
+    with pytest.raises(ValueError, match=message):
+        kl_on_grid(torch.zeros(n_values), torch.zeros(n_values), grid)
+
+
+# ------------------------------------------------------------------ fit_gaussian
+
+GRID = torch.linspace(-8, 8, 801, dtype=torch.float64)
+
+
+def test_forward_fit_matches_the_moments_of_the_mixture():
+    weights, mu, logvar = mixture_params()
+    fit = fit_gaussian(lambda z: mixture_log_prob(z, weights, mu, logvar), GRID, "forward")
+    assert isinstance(fit, GaussianFit)
+    reference = torch_mixture(weights, mu, logvar)
+    assert fit.mu.item() == pytest.approx(reference.mean.item(), abs=1e-4)
+    assert fit.logvar.exp().item() == pytest.approx(reference.variance.item(), rel=1e-4)
+    # the fitted KL is the quadrature KL at the fitted parameters, and it went down
+    log_q = Normal(fit.mu, (0.5 * fit.logvar).exp()).log_prob(GRID)
+    torch.testing.assert_close(fit.kl, kl_on_grid(reference.log_prob(GRID), log_q, GRID))
+    assert fit.history.shape == (400,) and fit.kl <= fit.history[0]
+
+
+def test_reverse_fit_seeks_the_mode_next_to_its_start():
+    weights, mu, logvar = mixture_params()
+    log_p = mixture_log_prob(GRID, weights, mu, logvar)  # values on the grid are accepted too
+    mean, var = mixture_moments(weights, mu, logvar)
+    for start, k in ((0.0, 1), (-2.0, 0)):
+        fit = fit_gaussian(log_p, GRID, "reverse", mu0=start)
+        assert abs(fit.mu - mu[k]) < 0.1
+        assert abs(fit.logvar.exp() - logvar[k].exp()) < 0.1 * logvar[k].exp()
+        assert fit.logvar.exp() < 0.2 * var
+        # at a mode, KL(q||p) is about -log w_k: q sees only one component of weight w_k
+        assert fit.kl.item() == pytest.approx(-math.log(weights[k].item()), abs=0.02)
+        # and it is a minimum: nudging either parameter increases the divergence
+        for d_mu, d_lv in ((0.05, 0), (-0.05, 0), (0, 0.05), (0, -0.05)):
+            log_q = Normal(fit.mu + d_mu, (0.5 * (fit.logvar + d_lv)).exp()).log_prob(GRID)
+            assert kl_on_grid(log_q, log_p, GRID) > fit.kl
+
+
+@pytest.mark.parametrize("direction", ["forward", "reverse"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fit_recovers_a_gaussian_target_in_both_directions(direction, dtype):
+    grid = torch.linspace(-8, 8, 801, dtype=dtype)
+    target = Normal(torch.tensor(1.0, dtype=dtype), torch.tensor(1.5, dtype=dtype))
+    fit = fit_gaussian(target.log_prob, grid, direction, steps=300)
+    assert fit.mu.dtype == dtype
+    assert fit.mu.item() == pytest.approx(1.0, abs=1e-3)
+    assert fit.logvar.exp().item() == pytest.approx(2.25, rel=1e-3)
+    assert fit.kl.item() == pytest.approx(0.0, abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(direction="sideways"), "direction"),
+        (dict(direction="forward", steps=0), "steps"),
+    ],
+)
+def test_fit_gaussian_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        fit_gaussian(Normal(0.0, 1.0).log_prob, GRID, **kwargs)
+
+
+def test_fit_gaussian_rejects_log_p_of_the_wrong_shape():
+    with pytest.raises(ValueError, match="shape"):
+        fit_gaussian(torch.zeros(5), GRID)
+
+
+def test_errors_are_vaelib_errors():
+    with pytest.raises(VaelibError):
+        entropy(torch.tensor([0.2, 0.2]))

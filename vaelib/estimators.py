@@ -1,0 +1,250 @@
+"""Gradient estimators for ``E_q[f(z)]`` with a diagonal Gaussian ``q`` (chapter 4).
+
+Throughout, ``q = N(mu, diag sigma^2)`` with ``sigma = exp(logvar / 2)``;
+``mu`` and ``logvar`` have shape (..., D) (usually (D,) or (B, D)) and ``f``
+maps (..., D) -> (...): it must treat the leading dimensions independently
+(e.g. a sum over the last axis), so that one output entry depends on one
+sample only.  We estimate the gradient of
+
+    F(mu, logvar) = E_{z ~ q}[f(z)]
+
+with respect to ``mu`` and ``logvar`` in two ways:
+
+* the **score function** (REINFORCE, likelihood ratio) estimator
+  ``(f(z) - b) grad log q(z)``, z ~ q (Williams 1992), where the baseline
+  ``b`` does not depend on z;
+* the **pathwise** (reparameterization) estimator ``grad_phi f(mu + sigma eps)``,
+  eps ~ N(0, I) (Kingma and Welling 2014; Rezende et al. 2014).
+
+Both return **per-sample** estimates of shape (K, ..., D), so their mean
+(the K-sample estimate) and their variance can both be computed.  Mohamed et
+al. (2020, JMLR, "Monte Carlo gradient estimation in machine learning") review
+both.  The module also holds three integrands with closed-form Gaussian
+expectations and gradients, used to check the estimators.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from .errors import VaelibError
+from .losses import reparameterize
+
+__all__ = [
+    "score_function_gradient",
+    "reparameterized_gradient",
+    "gaussian_score",
+    "integrand",
+    "gaussian_expectation",
+    "gaussian_expectation_gradient",
+    "INTEGRANDS",
+]
+
+INTEGRANDS = ("quadratic", "sin", "exp")
+
+
+def _noise(mu: Tensor, n_samples: int | None, eps: Tensor | None, generator: torch.Generator | None) -> Tensor:
+    """The standard-normal noise (K, ..., D): ``eps`` itself, or K fresh draws."""
+    if eps is not None:
+        if eps.dim() != mu.dim() + 1 or eps.shape[1:] != mu.shape:
+            raise VaelibError(f"eps must have shape (K, {', '.join(map(str, mu.shape))}), got {tuple(eps.shape)}")
+        if n_samples is not None and n_samples != eps.shape[0]:
+            raise VaelibError(f"n_samples={n_samples} but eps holds {eps.shape[0]} samples")
+        return eps.detach()
+    k = 1 if n_samples is None else n_samples
+    if not isinstance(k, int) or k < 1:
+        raise VaelibError(f"n_samples must be an integer >= 1, got {n_samples!r}")
+    return torch.randn((k, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
+
+
+def _check_params(mu: Tensor, logvar: Tensor) -> None:
+    if mu.shape != logvar.shape:
+        raise VaelibError(f"mu and logvar must have the same shape, got {tuple(mu.shape)} and {tuple(logvar.shape)}")
+    if mu.dim() < 1:
+        raise VaelibError("mu and logvar need at least one (latent) dimension")
+
+
+def _check_f_output(fz: Tensor, expected: tuple[int, ...]) -> None:
+    if tuple(fz.shape) != expected:
+        raise VaelibError(f"f must map (..., D) to (...): expected an output of shape {expected}, got {tuple(fz.shape)}")
+
+
+def gaussian_score(z: Tensor, mu: Tensor, logvar: Tensor) -> tuple[Tensor, Tensor]:
+    """The score ``grad log N(z; mu, diag sigma^2)`` with respect to ``mu`` and ``logvar``.
+
+    Per coordinate, with ``eps = (z - mu) / sigma``:
+
+        d log q / d mu     = (z - mu) / sigma^2 = eps / sigma
+        d log q / d logvar = ((z - mu)^2 / sigma^2 - 1) / 2 = (eps^2 - 1) / 2
+
+    Both have mean zero under q.  ``z``: (..., D) broadcastable with ``mu``,
+    ``logvar`` (..., D); returns two tensors of the broadcast shape.
+    """
+    inv_var = torch.exp(-logvar)
+    diff = z - mu
+    return diff * inv_var, 0.5 * (diff.pow(2) * inv_var - 1.0)
+
+
+def score_function_gradient(
+    f: Callable[[Tensor], Tensor],
+    mu: Tensor,
+    logvar: Tensor,
+    n_samples: int | None = None,
+    *,
+    baseline: float | Tensor | str | None = None,
+    eps: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Per-sample score-function (REINFORCE) estimates of ``grad E_q[f(z)]``.
+
+        grad_phi E_q[f(z)] = E_q[(f(z) - b) grad_phi log q_phi(z)],   phi = (mu, logvar)
+
+    which holds for any ``b`` independent of z because ``E_q[grad log q] = 0``
+    (Williams 1992).  Only values of ``f`` are needed, never its derivative,
+    so ``f`` may be discontinuous or non-differentiable.  Draws
+    ``z_k = mu + sigma eps_k`` (k = 1..K) and returns ``(g_mu, g_logvar)``,
+    each (K, ..., D): ``(f(z_k) - b_k) * score(z_k)``, see :func:`gaussian_score`.
+
+    ``baseline``: None (b = 0); a number or a tensor broadcastable to ``f``'s
+    output (...,), used for every sample; or ``"leave-one-out"``: ``b_k`` is
+    the mean of ``f`` over the other K - 1 samples (needs K >= 2), which keeps
+    each estimate unbiased.  ``mu``, ``logvar``: (..., D), not modified and
+    not differentiated through.  ``eps`` (K, ..., D) fixes the noise; else K =
+    ``n_samples`` (default 1) draws from ``generator``.  The estimates' mean
+    over K is the K-sample estimator.
+    """
+    _check_params(mu, logvar)
+    mu, logvar = mu.detach(), logvar.detach()
+    noise = _noise(mu, n_samples, eps, generator)  # (K, ..., D)
+    z = reparameterize(mu, logvar, noise.shape[0], eps=noise)  # (K, ..., D)
+    with torch.no_grad():
+        fz = f(z)  # (K, ...)
+    _check_f_output(fz, tuple(noise.shape[:-1]))
+    if isinstance(baseline, str):
+        if baseline != "leave-one-out":
+            raise VaelibError(f"baseline must be None, a number, a tensor or 'leave-one-out', got {baseline!r}")
+        k = fz.shape[0]
+        if k < 2:
+            raise VaelibError("the leave-one-out baseline needs n_samples >= 2")
+        b = (fz.sum(0, keepdim=True) - fz) / (k - 1)  # (K, ...)
+    elif baseline is None:
+        b = torch.zeros((), dtype=fz.dtype, device=fz.device)
+    else:
+        b = torch.as_tensor(baseline, dtype=fz.dtype, device=fz.device).detach()
+    weight = (fz - b).unsqueeze(-1)  # (K, ..., 1)
+    score_mu, score_logvar = gaussian_score(z, mu, logvar)  # (K, ..., D)
+    return weight * score_mu, weight * score_logvar
+
+
+def reparameterized_gradient(
+    f: Callable[[Tensor], Tensor],
+    mu: Tensor,
+    logvar: Tensor,
+    n_samples: int | None = None,
+    *,
+    eps: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Per-sample pathwise (reparameterization) estimates of ``grad E_q[f(z)]``.
+
+        grad_phi E_q[f(z)] = E_{eps ~ N(0, I)}[grad_phi f(mu + sigma eps)]
+
+    because ``z = mu + sigma * eps`` has law q while the law of eps does not
+    depend on phi = (mu, logvar) (Kingma and Welling 2014, section 2.4).  By the
+    chain rule ``d/d mu = f'(z)`` and ``d/d logvar = f'(z) * sigma * eps / 2``;
+    here they are computed by autograd through :func:`vaelib.reparameterize`,
+    so ``f`` must be differentiable (a torch function of z).  For a piecewise
+    constant ``f`` (e.g. a step) the result is zero even where the true
+    gradient is not: the pathwise estimator needs a differentiable ``f``.
+
+    ``mu``, ``logvar``: (..., D), not modified.  ``eps`` (K, ..., D) fixes the
+    noise, which makes the result a deterministic function of (mu, logvar);
+    else K = ``n_samples`` (default 1) draws from ``generator``.  Returns
+    ``(g_mu, g_logvar)``, each (K, ..., D); their mean over K is the usual
+    K-sample estimator.  Works inside ``torch.no_grad()`` too.
+    """
+    _check_params(mu, logvar)
+    noise = _noise(mu, n_samples, eps, generator)  # (K, ..., D)
+    with torch.enable_grad():
+        # One leaf copy of (mu, logvar) per sample, so autograd returns per-sample gradients.
+        mu_k = mu.detach().expand_as(noise).clone().requires_grad_(True)  # (K, ..., D)
+        logvar_k = logvar.detach().expand_as(noise).clone().requires_grad_(True)  # (K, ..., D)
+        z = reparameterize(mu_k, logvar_k, eps=noise)  # (K, ..., D)
+        fz = f(z)  # (K, ...)
+        _check_f_output(fz, tuple(noise.shape[:-1]))
+        if not fz.requires_grad:  # f is piecewise constant in z (a step, a rounding): zero derivative
+            return torch.zeros_like(noise), torch.zeros_like(noise)
+        g_mu, g_logvar = torch.autograd.grad(fz.sum(), (mu_k, logvar_k))
+    return g_mu.detach(), g_logvar.detach()
+
+
+def _check_name(name: str) -> None:
+    if name not in INTEGRANDS:
+        raise VaelibError(f"unknown integrand {name!r}; choose one of {INTEGRANDS}")
+
+
+def integrand(name: str, a: float | Tensor = 0.0) -> Callable[[Tensor], Tensor]:
+    """A test function ``f(z) = sum_j g(z_j - a_j)``, (..., D) -> (...,).
+
+    ``name``: ``"quadratic"`` (g(u) = u^2), ``"sin"`` (g(u) = sin u) or
+    ``"exp"`` (g(u) = e^u).  Their Gaussian expectations are closed form, see
+    :func:`gaussian_expectation`.  ``a`` is broadcastable to z (..., D).
+    """
+    _check_name(name)
+    g = {"quadratic": torch.square, "sin": torch.sin, "exp": torch.exp}[name]
+
+    def f(z: Tensor) -> Tensor:
+        return g(z - torch.as_tensor(a, dtype=z.dtype, device=z.device)).sum(-1)
+
+    f.__name__ = f"{name}_integrand"
+    return f
+
+
+def gaussian_expectation(name: str, mu: Tensor, logvar: Tensor, a: float | Tensor = 0.0) -> Tensor:
+    """``E_{z ~ N(mu, diag sigma^2)}[f(z)]`` in closed form for :func:`integrand` ``(name, a)``.
+
+    With ``m = mu - a`` and ``s^2 = sigma^2 = exp(logvar)``, per coordinate:
+
+        quadratic:  E[(z - a)^2]  = m^2 + s^2
+        sin:        E[sin(z - a)] = sin(m) exp(-s^2 / 2)
+        exp:        E[exp(z - a)] = exp(m + s^2 / 2)     (the log-normal mean)
+
+    (the sine from the Gaussian characteristic function ``E[e^{iu}] = e^{i m - s^2/2}``).
+    ``mu``, ``logvar``: (..., D); returns (...,), summed over D.  Differentiable.
+    """
+    _check_name(name)
+    m = mu - torch.as_tensor(a, dtype=mu.dtype, device=mu.device)
+    var = torch.exp(logvar)
+    if name == "quadratic":
+        per_dim = m.pow(2) + var
+    elif name == "sin":
+        per_dim = torch.sin(m) * torch.exp(-0.5 * var)
+    else:
+        per_dim = torch.exp(m + 0.5 * var)
+    return per_dim.sum(-1)
+
+
+def gaussian_expectation_gradient(name: str, mu: Tensor, logvar: Tensor, a: float | Tensor = 0.0) -> tuple[Tensor, Tensor]:
+    """The exact gradient of :func:`gaussian_expectation` w.r.t. ``mu`` and ``logvar``, derived by hand.
+
+    With ``m = mu - a``, ``s^2 = exp(logvar)`` (so ``d s^2 / d logvar = s^2``):
+
+        quadratic:  (2 m,                        s^2)
+        sin:        (cos(m) e^{-s^2/2},          -sin(m) e^{-s^2/2} s^2 / 2)
+        exp:        (e^{m + s^2/2},              e^{m + s^2/2} s^2 / 2)
+
+    ``mu``, ``logvar``: (..., D); returns two (..., D) tensors.
+    """
+    _check_name(name)
+    m = mu - torch.as_tensor(a, dtype=mu.dtype, device=mu.device)
+    var = torch.exp(logvar)
+    if name == "quadratic":
+        return 2.0 * m, var.expand_as(m).clone()
+    if name == "sin":
+        damp = torch.exp(-0.5 * var)
+        return torch.cos(m) * damp, -torch.sin(m) * damp * 0.5 * var
+    value = torch.exp(m + 0.5 * var)
+    return value, value * 0.5 * var

@@ -1,0 +1,193 @@
+"""A latent-variable model whose evidence and posterior are exact (chapter 3).
+
+The linear-Gaussian model (probabilistic PCA; Bishop 2006, section 12.2):
+
+    p(z) = N(0, I_D),    p(x|z) = N(W z + b, sigma^2 I_P).
+
+Then ``p(x) = N(b, W W^T + sigma^2 I)`` and ``p(z|x) = N(m(x), S)`` with
+``S = (I + W^T W / sigma^2)^{-1}`` and ``m(x) = S W^T (x - b) / sigma^2``.
+For a diagonal Gaussian ``q = N(mu, diag exp(logvar))`` the ELBO is also
+closed form, so ``log p(x) = ELBO(q) + KL(q || p(z|x))`` can be checked to
+float precision.  The object has the ``decode``/``log_likelihood``/``config``
+interface of a vaelib model, so :func:`vaelib.elbo` and
+:func:`vaelib.iwae_bound` accept it (with ``q=`` as the proposal).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .errors import VaelibError
+from .losses import gaussian_log_likelihood
+
+__all__ = ["LinearGaussian", "jensen_gap", "fit_linear_encoder"]
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+@dataclass(frozen=True)
+class _Shape:
+    input_dim: int  # P
+    latent_dim: int  # D
+    likelihood: str = "gaussian"
+
+
+class LinearGaussian:
+    """``p(z) = N(0, I)``, ``p(x|z) = N(W z + b, exp(logvar_x) I)``; ``W``: (P, D), ``b``: (P,)."""
+
+    def __init__(self, W: Tensor, b: Tensor, logvar_x: float = 0.0):
+        if W.dim() != 2 or b.shape != (W.shape[0],):
+            raise VaelibError(f"W must be (P, D) and b (P,), got {tuple(W.shape)} and {tuple(b.shape)}")
+        self.W, self.b, self.logvar_x = W, b, float(logvar_x)
+        self.config = _Shape(input_dim=W.shape[0], latent_dim=W.shape[1])
+
+    @classmethod
+    def random(
+        cls,
+        P: int,
+        D: int,
+        *,
+        logvar_x: float = 0.0,
+        scale: float = 1.0,
+        orthogonal: bool = False,
+        generator=None,
+        dtype=torch.float64,
+    ) -> "LinearGaussian":
+        """A model with standard-normal ``W * scale`` and ``b``.
+
+        With ``orthogonal=True`` the columns of ``W`` are made mutually
+        orthogonal (Gram-Schmidt by QR, each column keeping its random
+        length), so ``W^T W`` and hence the posterior covariance ``S`` are
+        diagonal: the exact posterior is then a diagonal Gaussian, inside the
+        VAE's family.  Needs ``D <= P``.
+        """
+        W = torch.randn(P, D, generator=generator, dtype=dtype) * scale
+        if orthogonal:
+            if D > P:
+                raise VaelibError(f"orthogonal columns need D <= P, got D={D} > P={P}")
+            Q, _ = torch.linalg.qr(W)  # (P, D), orthonormal columns
+            W = Q * W.norm(dim=0)  # column j has length ||W_j||
+        b = torch.randn(P, generator=generator, dtype=dtype)
+        return cls(W, b, logvar_x)
+
+    @property
+    def var_x(self) -> float:
+        return math.exp(self.logvar_x)
+
+    def sample(self, n: int, generator=None) -> tuple[Tensor, Tensor]:
+        """Draw ``(x, z)`` from the joint: z (n, D), x (n, P)."""
+        z = torch.randn(n, self.config.latent_dim, generator=generator, dtype=self.W.dtype, device=self.W.device)
+        noise = torch.randn(n, self.config.input_dim, generator=generator, dtype=self.W.dtype, device=self.W.device)
+        return z @ self.W.T + self.b + math.sqrt(self.var_x) * noise, z
+
+    def decode(self, z: Tensor) -> Tensor:
+        """The mean ``W z + b`` of ``p(x|z)``; (..., D) -> (..., P)."""
+        return z @ self.W.T + self.b
+
+    def log_likelihood(self, x: Tensor, x_mean: Tensor) -> Tensor:
+        """``log p(x|z)`` given the decoded mean; (..., P) -> (...,)."""
+        return gaussian_log_likelihood(x, x_mean, self.logvar_x)
+
+    def marginal(self) -> torch.distributions.MultivariateNormal:
+        """The evidence distribution ``p(x) = N(b, W W^T + sigma^2 I)``."""
+        cov = self.W @ self.W.T + self.var_x * torch.eye(self.config.input_dim, dtype=self.W.dtype, device=self.W.device)
+        return torch.distributions.MultivariateNormal(self.b, covariance_matrix=cov)
+
+    def log_marginal(self, x: Tensor) -> Tensor:
+        """Exact ``log p(x)``, (B, P) -> (B,), nats."""
+        return self.marginal().log_prob(x)
+
+    def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Exact posterior ``p(z|x) = N(m, S)``: m (B, D) and the shared S (D, D)."""
+        D = self.config.latent_dim
+        precision = torch.eye(D, dtype=self.W.dtype, device=self.W.device) + self.W.T @ self.W / self.var_x  # (D, D)
+        S = torch.linalg.inv(precision)
+        m = (x - self.b) @ self.W @ S / self.var_x  # (B, D); S is symmetric
+        return m, S
+
+    def posterior_distribution(self, x: Tensor) -> torch.distributions.MultivariateNormal:
+        """The exact posterior ``p(z|x) = N(m(x), S)`` as a distribution, batch shape (B,), event (D,)."""
+        m, S = self.posterior(x)
+        return torch.distributions.MultivariateNormal(m, covariance_matrix=S.expand(m.shape[0], -1, -1))
+
+    def log_joint(self, x: Tensor, z: Tensor) -> Tensor:
+        """``log p(x, z) = log p(x|z) + log p(z)``, nats.
+
+        ``x``: (B, P); ``z``: (..., B, D) (e.g. (K, B, D) for K samples per
+        input).  Returns (..., B).  Dividing ``p(x, z)`` by any proposal
+        density ``q(z)`` gives the importance weight ``w``; with ``q`` the
+        exact posterior, ``w = p(x)`` for every ``z`` (Bayes' rule).
+        """
+        return self.log_likelihood(x, self.decode(z)) + gaussian_log_likelihood(z, torch.zeros_like(z))
+
+    def expected_log_likelihood(self, x: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
+        """``E_{q}[log p(x|z)]`` in closed form for ``q = N(mu, diag exp(logvar))``; (B,).
+
+        ``-P/2 log(2 pi sigma^2) - (||x - W mu - b||^2 + sum_j s_j^2 ||W_{:,j}||^2) / (2 sigma^2)``.
+        """
+        P = self.config.input_dim
+        resid = (x - self.decode(mu)).pow(2).sum(-1)  # (B,)
+        spread = (logvar.exp() * self.W.pow(2).sum(0)).sum(-1)  # (B,) trace(W diag(s^2) W^T)
+        return -0.5 * P * (_LOG_2PI + self.logvar_x) - 0.5 * (resid + spread) / self.var_x
+
+    def elbo(self, x: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
+        """Exact ELBO of the diagonal Gaussian ``q``: expected log-likelihood minus ``KL(q || p(z))``; (B,)."""
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1.0).sum(-1)
+        return self.expected_log_likelihood(x, mu, logvar) - kl
+
+    def kl_to_posterior(self, x: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
+        """``KL(q || p(z|x))`` for ``q = N(mu, diag exp(logvar))``, closed form; (B,)."""
+        m, S = self.posterior(x)
+        S_inv = torch.linalg.inv(S)
+        D = self.config.latent_dim
+        diff = m - mu  # (B, D)
+        trace = (torch.diagonal(S_inv) * logvar.exp()).sum(-1)
+        maha = ((diff @ S_inv) * diff).sum(-1)
+        return 0.5 * (trace + maha - D + torch.logdet(S) - logvar.sum(-1))
+
+    def best_diagonal_q(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The diagonal Gaussian closest to the posterior in ``KL(q || p)``:
+        mean ``m(x)`` and variances ``1 / diag(S^{-1})`` (Bishop 2006, section 10.1.2)."""
+        m, S = self.posterior(x)
+        logvar = -torch.log(torch.diagonal(torch.linalg.inv(S)))
+        return m, logvar.expand_as(m)
+
+
+def jensen_gap(log_w: Tensor, dim: int = 0) -> Tensor:
+    """The sample Jensen gap ``log((1/n) sum_i w_i) - (1/n) sum_i log w_i`` of weights given as logs.
+
+    ``log`` is concave, so by Jensen's inequality (here the AM-GM inequality)
+    the gap is ``>= 0`` for every sample, with equality iff all weights are
+    equal.  For importance weights ``w = p(x, z) / q(z|x)``, ``z ~ q``, it
+    tends as n grows to ``log E_q[w] - E_q[log w] = log p(x) - ELBO(q)
+    = KL(q(z|x) || p(z|x))``.  Computed with log-sum-exp, so it stays finite
+    for any log-weights.  ``log_w``: (..., n, ...) with the n samples along
+    ``dim``; returns the other dimensions, nats.  Reference: Cover and Thomas
+    (2006), section 2.6.
+    """
+    n = log_w.shape[dim]
+    return torch.logsumexp(log_w, dim) - math.log(n) - log_w.mean(dim)
+
+
+def fit_linear_encoder(x: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """Least-squares affine map ``target ~ x @ A + c``, an amortised (shared) linear encoder.
+
+    ``x``: (N, P) inputs, ``target``: (N, D) per-input optimal encoder means
+    (e.g. the posterior means ``m(x)``).  Returns ``A`` (P, D) and ``c`` (D,)
+    minimising ``sum_n ||target_n - x_n A - c||^2``.  Because every output
+    dimension is regressed on the same inputs, this also minimises
+    ``sum_n (target_n - mu_n)^T M (target_n - mu_n)`` for any positive-definite
+    ``M``; with ``M = S^{-1}`` and the variances held at their optimum that is
+    the average ``KL(q || p(z|x))``, so for the linear-Gaussian model the fit
+    maximises the average ELBO over affine encoders (Cremer, Li and Duvenaud
+    2018 call what remains the amortisation gap).
+    """
+    if x.dim() != 2 or target.dim() != 2 or x.shape[0] != target.shape[0]:
+        raise VaelibError(f"x must be (N, P) and target (N, D), got {tuple(x.shape)} and {tuple(target.shape)}")
+    design = torch.cat([x, torch.ones_like(x[:, :1])], dim=1)  # (N, P + 1)
+    coef = torch.linalg.lstsq(design, target).solution  # (P + 1, D)
+    return coef[:-1], coef[-1]

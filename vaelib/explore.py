@@ -1,0 +1,110 @@
+"""Using a trained model: sampling, reconstruction, interpolation, the 2-D
+manifold, latent codes, and the posterior-collapse diagnostics (chapter 5).
+
+All functions run without gradients on the model's own device and return
+CPU tensors, ready to plot.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .errors import VaelibError
+from .information import kl_standard_normal
+from .losses import check_images
+
+__all__ = ["sample_prior", "reconstruct", "interpolate", "latent_grid", "encode_dataset", "kl_per_dimension", "active_units"]
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _codes(model: nn.Module, x: Tensor) -> Tensor:
+    """The encoder's point code: ``mu`` for a VAE, ``e(x)`` for an autoencoder."""
+    out = model.encode(x)
+    return out[0] if isinstance(out, tuple) else out
+
+
+@torch.no_grad()
+def sample_prior(model: nn.Module, n: int = 64, *, generator: torch.Generator | None = None) -> Tensor:
+    """Decode ``n`` draws ``z ~ N(0, I)``; returns the means ``x_hat``, (n, P)."""
+    if n < 1:
+        raise VaelibError(f"n must be >= 1, got {n}")
+    z = torch.randn(n, model.config.latent_dim, generator=generator, device=_device(model))  # (n, D)
+    return model.mean(model.decode(z)).cpu()
+
+
+@torch.no_grad()
+def reconstruct(model: nn.Module, x: Tensor) -> Tensor:
+    """``x_hat = E[x | z = mu(x)]``: decode each input's code (the posterior mean for a VAE). (B, P)."""
+    x = check_images(x, model.config.input_dim).to(_device(model))
+    return model.mean(model.decode(_codes(model, x))).cpu()
+
+
+@torch.no_grad()
+def interpolate(model: nn.Module, x_a: Tensor, x_b: Tensor, steps: int = 10) -> Tensor:
+    """Decode ``steps`` points on the straight line from the code of ``x_a`` to that of ``x_b``.
+
+    ``x_a``, ``x_b``: one input each, (P,) or (1, P).  Returns (steps, P).
+    """
+    if steps < 2:
+        raise VaelibError(f"steps must be >= 2, got {steps}")
+    pair = torch.stack([x_a.reshape(-1), x_b.reshape(-1)])  # (2, P)
+    z = _codes(model, check_images(pair, model.config.input_dim).to(_device(model)))  # (2, D)
+    t = torch.linspace(0, 1, steps, device=z.device)[:, None]  # (steps, 1)
+    return model.mean(model.decode((1 - t) * z[0] + t * z[1])).cpu()
+
+
+@torch.no_grad()
+def latent_grid(model: nn.Module, n: int = 20, *, span: float = 0.95) -> Tensor:
+    """The decoded 2-D manifold: an n-by-n grid of latent points, mapped through
+    the inverse normal CDF of evenly spaced probabilities in
+    ``[(1 - span) / 2, (1 + span) / 2]`` so each cell holds equal prior mass.
+
+    Needs ``latent_dim == 2``.  Returns (n, n, P); row 0 is the largest z_2.
+    """
+    if model.config.latent_dim != 2:
+        raise VaelibError(f"latent_grid needs a model with latent_dim=2, this one has {model.config.latent_dim}")
+    lo = (1 - span) / 2
+    q = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(lo, 1 - lo, n))  # (n,)
+    z2, z1 = torch.meshgrid(q.flip(0), q, indexing="ij")
+    z = torch.stack([z1, z2], -1).reshape(-1, 2).to(_device(model))  # (n*n, 2)
+    return model.mean(model.decode(z)).cpu().reshape(n, n, -1)
+
+
+@torch.no_grad()
+def encode_dataset(model: nn.Module, x: Tensor, batch_size: int = 1000) -> tuple[Tensor, Tensor | None]:
+    """Encode a data set: ``(mu, logvar)`` each (N, D) for a VAE, ``(z, None)`` for an autoencoder."""
+    x = check_images(x, model.config.input_dim)
+    mus, logvars = [], []
+    for i in range(0, x.shape[0], batch_size):
+        out = model.encode(x[i : i + batch_size].to(_device(model)))
+        mu, logvar = out if isinstance(out, tuple) else (out, None)
+        mus.append(mu.cpu())
+        logvars.append(None if logvar is None else logvar.cpu())
+    return torch.cat(mus), (None if logvars[0] is None else torch.cat(logvars))
+
+
+def kl_per_dimension(model: nn.Module, x: Tensor, batch_size: int = 1000) -> Tensor:
+    """Mean over the data of ``KL(q(z_j|x) || N(0, 1))`` for each latent j, (D,), nats.
+
+    Dimensions whose KL is near zero carry no information about x: they
+    have collapsed to the prior.
+    """
+    mu, logvar = encode_dataset(model, x, batch_size)
+    if logvar is None:
+        raise VaelibError("kl_per_dimension needs a VAE (an autoencoder has no posterior)")
+    return kl_standard_normal(mu, logvar, reduce=False).mean(0)
+
+
+def active_units(model: nn.Module, x: Tensor, threshold: float = 1e-2, batch_size: int = 1000) -> tuple[int, Tensor]:
+    """Active units (Burda et al. 2016, section 5.2): latent j is active when
+    ``Var_x(E_q[z_j | x]) = Var_x(mu_j(x)) > threshold``.
+
+    Returns the count and the per-dimension variances, (D,).
+    """
+    mu, _ = encode_dataset(model, x, batch_size)
+    variance = mu.var(0)  # (D,)
+    return int((variance > threshold).sum()), variance

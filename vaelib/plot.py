@@ -1,0 +1,127 @@
+"""Figures.  Each function builds and returns a ``matplotlib.figure.Figure``;
+none shows, prints or touches pyplot's global state, so they are safe in
+scripts, tests and notebooks alike.  The returned figures know how to render
+themselves as PNG, so a notebook displays one that ends a cell.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import io
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure as _MplFigure
+from torch import Tensor
+
+from .errors import VaelibError
+
+__all__ = ["Figure", "image_grid", "reconstructions", "latent_scatter", "manifold", "training_curves", "tile"]
+
+
+class Figure(_MplFigure):
+    """A matplotlib Figure that a notebook displays as PNG without pyplot."""
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+        return buffer.getvalue()
+
+
+def _images(x: Tensor | np.ndarray, shape: tuple[int, int] | None) -> np.ndarray:
+    """(N, P) or (N, H, W) or (N, 1, H, W) -> (N, H, W) numpy in [0, 1]."""
+    a = x.detach().float().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x, dtype=np.float32)
+    if a.ndim == 4 and a.shape[1] == 1:
+        a = a[:, 0]
+    if a.ndim == 2:
+        side = int(round(math.sqrt(a.shape[1])))
+        h, w = shape or (side, side)
+        if h * w != a.shape[1]:
+            raise VaelibError(f"cannot view {a.shape[1]} values as an image; pass shape=(H, W)")
+        a = a.reshape(a.shape[0], h, w)
+    if a.ndim != 3:
+        raise VaelibError(f"expected images of shape (N, P), (N, H, W) or (N, 1, H, W), got {a.shape}")
+    return a
+
+
+def tile(x: Tensor | np.ndarray, ncol: int = 8, *, shape: tuple[int, int] | None = None, pad: int = 1) -> np.ndarray:
+    """Tile N images into one (rows*H, ncol*W) array, with ``pad`` pixels of white between them."""
+    a = _images(x, shape)
+    n, h, w = a.shape
+    nrow = math.ceil(n / ncol)
+    out = np.ones((nrow * (h + pad) - pad, ncol * (w + pad) - pad), dtype=np.float32)
+    for i in range(n):
+        r, c = divmod(i, ncol)
+        out[r * (h + pad) : r * (h + pad) + h, c * (w + pad) : c * (w + pad) + w] = a[i]
+    return out
+
+
+def _show(ax, image: np.ndarray, title: str | None = None) -> None:
+    ax.imshow(image, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+
+
+def image_grid(x: Tensor | np.ndarray, ncol: int = 8, *, title: str | None = None, shape=None, size: float = 0.6) -> Figure:
+    """A grid of images (dark strokes on white), ``ncol`` per row."""
+    grid = tile(x, ncol, shape=shape)
+    fig = Figure(figsize=(size * ncol, size * grid.shape[0] / grid.shape[1] * ncol + (0.4 if title else 0)), layout="constrained")
+    _show(fig.add_subplot(), grid, title)
+    return fig
+
+
+def reconstructions(x: Tensor, x_hat: Tensor, n: int = 10, *, title: str | None = None, shape=None) -> Figure:
+    """Inputs (top row) above their reconstructions (bottom row)."""
+    pair = torch.cat([torch.as_tensor(x[:n]).reshape(n, -1).cpu(), torch.as_tensor(x_hat[:n]).reshape(n, -1).cpu()])
+    fig = Figure(figsize=(0.7 * n, 1.6 + (0.3 if title else 0)), layout="constrained")
+    _show(fig.add_subplot(), tile(pair, n, shape=shape), title or "input (top) and reconstruction (bottom)")
+    return fig
+
+
+def latent_scatter(z: Tensor, labels: Tensor | None = None, *, title: str | None = None, max_points: int = 5000) -> Figure:
+    """Codes z (N, 2) as points, coloured by label when given (first two dims if D > 2)."""
+    z = torch.as_tensor(z)[:max_points].detach().cpu().numpy()
+    fig = Figure(figsize=(5.2, 4.4), layout="constrained")
+    ax = fig.add_subplot()
+    if labels is None:
+        ax.scatter(z[:, 0], z[:, 1], s=2, alpha=0.5)
+    else:
+        labels = torch.as_tensor(labels)[:max_points].cpu().numpy()
+        points = ax.scatter(z[:, 0], z[:, 1], c=labels, s=2, alpha=0.6, cmap="tab10", vmin=-0.5, vmax=9.5)
+        fig.colorbar(points, ax=ax, ticks=range(10), label="label")
+    ax.set_xlabel("$z_1$")
+    ax.set_ylabel("$z_2$")
+    ax.set_title(title or "latent codes")
+    return fig
+
+
+def manifold(grid: Tensor, *, title: str | None = None, shape=None) -> Figure:
+    """The decoded 2-D latent grid from :func:`vaelib.latent_grid`, (n, n, P)."""
+    n = grid.shape[0]
+    fig = Figure(figsize=(6, 6), layout="constrained")
+    _show(fig.add_subplot(), tile(grid.reshape(n * n, -1), n, shape=shape, pad=0), title or "decoded latent grid")
+    return fig
+
+
+def training_curves(history: Sequence[dict], keys: Sequence[str] = ("elbo", "reconstruction", "kl"), *, title: str | None = None) -> Figure:
+    """One panel per quantity in ``keys``: its train and test values per epoch (nats)."""
+    if not history:
+        raise VaelibError("the history is empty: train for at least one epoch")
+    epochs = [h["epoch"] for h in history]
+    fig = Figure(figsize=(4 * len(keys), 3.2), layout="constrained")
+    axes = fig.subplots(1, len(keys), squeeze=False)[0]
+    for ax, key in zip(axes, keys):
+        for split, style in (("train", "-"), ("test", "--")):
+            name = f"{split}_{key}"
+            if name in history[0]:
+                ax.plot(epochs, [h[name] for h in history], style, marker="o", ms=3, label=split)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"{key} (nats)")
+        ax.set_title(key)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    return fig
