@@ -57,7 +57,8 @@ def reference_epoch(root: str, device: torch.device, seed: int) -> dict:
     for x, _ in loader:
         x = x.to(device)
         optimizer.zero_grad()
-        loss = reference_loss(*model(x), x)
+        x_hat, mu, logvar = model(x)
+        loss = reference_loss(x_hat, x, mu, logvar)
         loss.backward()
         total += loss.item()
         optimizer.step()

@@ -24,7 +24,7 @@ from vaelib.information import (
     gaussian_entropy,
     gaussian_kl,
     gaussian_kl_monte_carlo,
-    information,
+    self_information,
     kl_divergence,
     kl_on_grid,
     kl_standard_normal,
@@ -77,42 +77,42 @@ def test_module_exports_everything_in_all():
 
 
 def test_information_fair_coin_is_one_bit_or_ln2_nats():
-    assert information(torch.tensor(0.5), base=2).item() == pytest.approx(1.0, abs=1e-7)
-    assert information(torch.tensor(0.5)).item() == pytest.approx(LN2, abs=1e-7)
-    assert information(0.5, base=2).item() == pytest.approx(1.0, abs=1e-7)  # a Python float works too
+    assert self_information(torch.tensor(0.5), base=2).item() == pytest.approx(1.0, abs=1e-7)
+    assert self_information(torch.tensor(0.5)).item() == pytest.approx(LN2, abs=1e-7)
+    assert self_information(0.5, base=2).item() == pytest.approx(1.0, abs=1e-7)  # a Python float works too
     # one bit is ln 2 nats whatever the probability: I_bits = I_nats / ln 2
     p = torch.rand(100, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    torch.testing.assert_close(information(p, base=2), information(p) / LN2)
+    torch.testing.assert_close(self_information(p, base=2), self_information(p) / LN2)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_information_matches_minus_log_and_keeps_shape(shape, dtype):
     p = torch.rand(shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64).to(dtype) * 0.98 + 0.01
-    out = information(p)
+    out = self_information(p)
     assert out.shape == p.shape and out.dtype == dtype
     torch.testing.assert_close(out, -torch.log(p), **tol(dtype))
-    torch.testing.assert_close(information(p, base=10), -torch.log10(p), **tol(dtype))
+    torch.testing.assert_close(self_information(p, base=10), -torch.log10(p), **tol(dtype))
 
 
 def test_information_edge_values_and_additivity():
-    assert information(torch.tensor(1.0)).item() == 0.0
-    assert information(torch.tensor(0.0)).item() == math.inf
+    assert self_information(torch.tensor(1.0)).item() == 0.0
+    assert self_information(torch.tensor(0.0)).item() == math.inf
     # independent events: I(p q) = I(p) + I(q)
     p, q = torch.tensor(0.3, dtype=torch.float64), torch.tensor(0.7, dtype=torch.float64)
-    torch.testing.assert_close(information(p * q), information(p) + information(q))
+    torch.testing.assert_close(self_information(p * q), self_information(p) + self_information(q))
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan")])
 def test_information_rejects_non_probabilities(bad):
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        information(torch.tensor([0.5, bad]))
+        self_information(torch.tensor([0.5, bad]))
 
 
 @pytest.mark.parametrize("base", [1, 0, -2, math.inf])
 def test_bad_base_raises(base):
     with pytest.raises(ValueError, match="base"):
-        information(torch.tensor(0.5), base=base)
+        self_information(torch.tensor(0.5), base=base)
     with pytest.raises(ValueError, match="base"):
         entropy(torch.tensor([0.5, 0.5]), base=base)
 

@@ -256,6 +256,32 @@ def test_elbo_reconstruction_uses_the_given_noise(tiny_vae, binary_data):
     assert not torch.allclose(shifted.reconstruction, terms.reconstruction)
 
 
+def test_elbo_takes_the_number_of_samples_from_eps(tiny_vae, binary_data):
+    x = binary_data[0][:8]
+    eps = torch.randn(4, 8, 2, generator=torch.Generator().manual_seed(3))
+    explicit = vl.elbo(tiny_vae, x, n_samples=4, eps=eps)
+    torch.testing.assert_close(vl.elbo(tiny_vae, x, eps=eps).reconstruction, explicit.reconstruction)
+    # one sample may be given as (B, D)
+    torch.testing.assert_close(
+        vl.elbo(tiny_vae, x, eps=eps[0]).reconstruction, vl.elbo(tiny_vae, x, n_samples=1, eps=eps[:1]).reconstruction
+    )
+    with pytest.raises(vl.VaelibError, match="eps has shape"):
+        vl.elbo(tiny_vae, x, n_samples=3, eps=eps)
+
+
+def test_a_proposal_given_as_numbers_broadcasts(tiny_vae, binary_data):
+    """q = (0.0, 0.0) is the prior: naive Monte Carlo, identical to passing zero tensors."""
+    x = binary_data[0][:8]
+    zeros = torch.zeros(8, 2)
+    for bound in (
+        lambda q: vl.iwae_bound(tiny_vae, x, 7, q=q, generator=torch.Generator().manual_seed(4)),
+        lambda q: vl.elbo(tiny_vae, x, n_samples=3, q=q, generator=torch.Generator().manual_seed(4)).elbo,
+    ):
+        torch.testing.assert_close(bound((0.0, 0.0)), bound((zeros, zeros)))
+    with pytest.raises(vl.VaelibError, match="must broadcast to"):
+        vl.iwae_bound(tiny_vae, x, 3, q=(torch.zeros(5, 2), torch.zeros(5, 2)))
+
+
 def test_elbo_accepts_image_shaped_input(tiny_vae, binary_data):
     x = binary_data[0][:8]
     flat = vl.elbo(tiny_vae, x, generator=torch.Generator().manual_seed(2))

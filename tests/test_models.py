@@ -264,3 +264,13 @@ def test_wrong_inputs_raise_errors_naming_the_problem(model_cls, config):
     D = config.latent_dim
     with pytest.raises(vl.VaelibError, match=rf"z has {D + 1} dimensions but the model's latent_dim is {D}"):
         model.decode(torch.randn(2, D + 1))
+
+
+def test_every_public_name_resolves_and_chapter_modules_are_modules():
+    import types
+
+    for name in vl.__all__:
+        assert hasattr(vl, name), name
+    for module in ("plot", "pca", "estimators", "exact", "information", "burda"):
+        assert isinstance(getattr(vl, module), types.ModuleType), module
+    assert vl.self_information is vl.information.self_information

@@ -12,14 +12,20 @@ from .errors import CheckpointError, DataError, DeviceError, VaelibError
 from .exact import LinearGaussian
 from .explore import active_units, encode_dataset, interpolate, kl_per_dimension, latent_grid, reconstruct, sample_prior
 from .information import (
+    GaussianFit,
     cross_entropy,
     entropy,
+    fit_gaussian,
     gaussian_cross_entropy,
     gaussian_entropy,
     gaussian_kl,
-    information,
+    gaussian_kl_monte_carlo,
     kl_divergence,
+    kl_on_grid,
     kl_standard_normal,
+    mixture_log_prob,
+    mixture_moments,
+    self_information,
 )
 from .losses import (
     ELBOTerms,
@@ -37,15 +43,16 @@ from .losses import (
 )
 from .models import VAE, Autoencoder, AutoencoderConfig, VAEConfig, build_model
 from .train import TrainConfig, evaluate, fit, resolve_device
-from . import burda, estimators, exact, information, pca, plot
+from . import burda, estimators, exact, information, pca, plot  # chapter modules: vl.pca.*, ...
 
 __all__ = [
     "__version__",
     # models
     "VAE", "VAEConfig", "Autoencoder", "AutoencoderConfig", "build_model",
     # information
-    "information", "entropy", "cross_entropy", "kl_divergence", "gaussian_entropy",
-    "gaussian_cross_entropy", "gaussian_kl", "kl_standard_normal",
+    "self_information", "entropy", "cross_entropy", "kl_divergence", "gaussian_entropy",
+    "gaussian_cross_entropy", "gaussian_kl", "kl_standard_normal", "gaussian_kl_monte_carlo",
+    "mixture_log_prob", "mixture_moments", "kl_on_grid", "fit_gaussian", "GaussianFit",
     # the objective
     "bernoulli_log_likelihood", "gaussian_log_likelihood", "log_normal", "reparameterize",
     "ELBOTerms", "elbo", "log_weights", "iwae_bound", "log_marginal_likelihood",

@@ -11,9 +11,7 @@ interrupted save never destroys the previous checkpoint.  Loading uses
 from __future__ import annotations
 
 import os
-import pickle
 import tempfile
-import zipfile
 from pathlib import Path
 
 import torch
@@ -50,6 +48,9 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, **extra) -> Path:
         **extra,
     }
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the usual permissions
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
@@ -69,9 +70,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"no checkpoint at {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as err:
+    except Exception as err:  # torch.load raises many types on bad bytes; all mean the same to the reader
         raise CheckpointError(
-            f"{path} is not a readable checkpoint (truncated or corrupt: {type(err).__name__}: {str(err).splitlines()[0][:200]}); "
+            f"{path} is not a readable checkpoint (truncated or corrupt: {type(err).__name__}: {_first_line(err)}); "
             "use an earlier checkpoint or train again"
         ) from err
     if not isinstance(state, dict) or state.get("format") != FORMAT:
@@ -100,4 +101,9 @@ def restore_weights(model: nn.Module, state: dict, path: str | os.PathLike = "ch
     try:
         model.load_state_dict(state["model_state"])
     except RuntimeError as err:
-        raise CheckpointError(f"{path}: weights do not fit the model: {str(err).splitlines()[0]}") from err
+        raise CheckpointError(f"{path}: weights do not fit the model: {_first_line(err)}") from err
+
+
+def _first_line(err: BaseException) -> str:
+    """The first line of an exception's message (some have none), at most 200 characters."""
+    return (str(err).splitlines() or [""])[0][:200]

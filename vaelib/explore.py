@@ -21,6 +21,10 @@ def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+def _dtype(model: nn.Module) -> torch.dtype:
+    return next(model.parameters()).dtype
+
+
 def _codes(model: nn.Module, x: Tensor) -> Tensor:
     """The encoder's point code: ``mu`` for a VAE, ``e(x)`` for an autoencoder."""
     out = model.encode(x)
@@ -32,8 +36,10 @@ def sample_prior(model: nn.Module, n: int = 64, *, generator: torch.Generator | 
     """Decode ``n`` draws ``z ~ N(0, I)``; returns the means ``x_hat``, (n, P)."""
     if n < 1:
         raise VaelibError(f"n must be >= 1, got {n}")
-    z = torch.randn(n, model.config.latent_dim, generator=generator, device=_device(model))  # (n, D)
-    return model.mean(model.decode(z)).cpu()
+    # Draw on the generator's own device (a CPU generator gives the same z for a CPU or GPU model), then move.
+    noise_device = generator.device if generator is not None else _device(model)
+    z = torch.randn(n, model.config.latent_dim, generator=generator, device=noise_device)  # (n, D)
+    return model.mean(model.decode(z.to(_device(model), _dtype(model)))).cpu()
 
 
 @torch.no_grad()
@@ -70,7 +76,7 @@ def latent_grid(model: nn.Module, n: int = 20, *, span: float = 0.95) -> Tensor:
     lo = (1 - span) / 2
     q = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(lo, 1 - lo, n))  # (n,)
     z2, z1 = torch.meshgrid(q.flip(0), q, indexing="ij")
-    z = torch.stack([z1, z2], -1).reshape(-1, 2).to(_device(model))  # (n*n, 2)
+    z = torch.stack([z1, z2], -1).reshape(-1, 2).to(_device(model), _dtype(model))  # (n*n, 2)
     return model.mean(model.decode(z)).cpu().reshape(n, n, -1)
 
 

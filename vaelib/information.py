@@ -26,7 +26,7 @@ from torch import Tensor
 from .errors import VaelibError
 
 __all__ = [
-    "information",
+    "self_information",
     "entropy",
     "cross_entropy",
     "kl_divergence",
@@ -83,7 +83,7 @@ def _check_pair(p: Tensor, q: Tensor) -> None:
 # ------------------------------------------------------------ discrete distributions
 
 
-def information(p: Tensor | float, base: float | None = None) -> Tensor:
+def self_information(p: Tensor | float, base: float | None = None) -> Tensor:
     """Self-information ``I = -log p`` of an event of probability ``p``.
 
     Shapes: any; elementwise (a Python float gives a 0-dim tensor).  Units:

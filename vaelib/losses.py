@@ -15,6 +15,7 @@ Burda, Grosse and Salakhutdinov (2016).
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -60,12 +61,14 @@ def check_images(x: Tensor, input_dim: int | None = None, bernoulli: bool = Fals
         raise VaelibError(f"x must have shape (B, P) or (B, C, H, W), got {tuple(x.shape)}")
     if input_dim is not None and x.shape[1] != input_dim:
         raise VaelibError(f"x has {x.shape[1]} values per example but the model expects {input_dim}; check the data set and the model config")
-    if values:
-        if not torch.isfinite(x).all():
+    if values and x.numel() > 0:
+        # One pass over the data: min and max propagate NaN, and an infinity shows up as one of them.
+        lo, hi = (v.item() for v in torch.aminmax(x))
+        if not (math.isfinite(lo) and math.isfinite(hi)):
             raise VaelibError("x contains NaN or infinite values; clean the data before training or evaluating")
-        if bernoulli and ((x < 0).any() or (x > 1).any()):
+        if bernoulli and (lo < 0 or hi > 1):
             raise VaelibError(
-                f"a Bernoulli likelihood needs pixels in [0, 1], got values in [{x.min().item():.3g}, {x.max().item():.3g}]; "
+                f"a Bernoulli likelihood needs pixels in [0, 1], got values in [{lo:.3g}, {hi:.3g}]; "
                 "scale the images (x / 255) or use likelihood='gaussian'"
             )
     return x
@@ -152,29 +155,48 @@ def elbo(
     model,
     x: Tensor,
     *,
-    n_samples: int = 1,
+    n_samples: int | None = None,
     eps: Tensor | None = None,
     generator: torch.Generator | None = None,
-    q: tuple[Tensor, Tensor] | None = None,
+    q: tuple[Tensor | float, Tensor | float] | None = None,
     check: bool = True,
 ) -> ELBOTerms:
     """``ELBO(x) = E_{q(z|x)}[log p(x|z)] - KL(q(z|x) || p(z))`` per example.
 
     ``model`` has ``encode(x) -> (mu, logvar)``, ``decode(z)`` and
     ``log_likelihood(x, x_param)``.  The expectation uses ``n_samples``
-    reparameterized samples per input; the KL term is exact.  ``x``: (B, P).
-    Returns :class:`ELBOTerms` of (B,) tensors in nats (sum over pixels and
-    latents).  ``q = (mu, logvar)`` replaces the encoder's output (any
-    diagonal Gaussian proposal).  ``check=False`` skips the value checks
-    (which synchronise with the device), for use inside a training loop whose
-    data were checked once.
+    reparameterized samples per input (default 1, or ``eps.shape[0]`` when
+    the noise ``eps`` of shape (K, B, D) is given); the KL term is exact.
+    ``x``: (B, P).  Returns :class:`ELBOTerms` of (B,) tensors in nats (sum
+    over pixels and latents).  ``q = (mu, logvar)`` replaces the encoder's
+    output (any diagonal Gaussian; tensors or numbers broadcast to (B, D)).
+    ``check=False`` skips the value checks (which synchronise with the
+    device), for use inside a training loop whose data were checked once.
     """
     x = check_images(x, model.config.input_dim, model.config.likelihood == "bernoulli", values=check)
-    mu, logvar = model.encode(x) if q is None else q  # (B, D) each
+    mu, logvar = _proposal(model, x, q)  # (B, D) each
+    if eps is not None and eps.dim() == mu.dim():
+        eps = eps.unsqueeze(0)  # one sample given as (B, D)
+    if n_samples is None:
+        n_samples = 1 if eps is None else eps.shape[0]
     z = reparameterize(mu, logvar, n_samples, eps=eps, generator=generator)  # (K, B, D)
     reconstruction = model.log_likelihood(x, model.decode(z)).mean(0)  # (B,)
     kl = kl_standard_normal(mu, logvar)  # (B,)
     return ELBOTerms(elbo=reconstruction - kl, reconstruction=reconstruction, kl=kl)
+
+
+def _proposal(model, x: Tensor, q) -> tuple[Tensor, Tensor]:
+    """The encoder's ``(mu, logvar)`` for x, or the given ``q`` broadcast to (B, D)."""
+    if q is None:
+        return model.encode(x)
+    shape = (x.shape[0], model.config.latent_dim)
+    mu, logvar = (torch.as_tensor(v, dtype=x.dtype, device=x.device) for v in q)
+    try:
+        return mu.expand(shape), logvar.expand(shape)
+    except RuntimeError:
+        raise VaelibError(
+            f"q = (mu, logvar) must broadcast to (B, D) = {shape}, got shapes {tuple(mu.shape)} and {tuple(logvar.shape)}"
+        ) from None
 
 
 def log_weights(
@@ -213,13 +235,14 @@ def iwae_bound(
     samples are drawn in chunks of ``chunk_size`` and combined with a running
     log-sum-exp, so memory stays bounded for any k.  ``x``: (B, P); returns
     (B,) in nats.  Differentiable (the IWAE objective) when grad is enabled.
-    ``q = (mu, logvar)`` replaces the encoder as the proposal; ``q`` equal to
-    the prior, ``(0, 0)``, gives naive Monte Carlo from the prior.
+    ``q = (mu, logvar)`` replaces the encoder as the proposal (tensors or
+    numbers, broadcast to (B, D)); ``q = (0.0, 0.0)``, the prior itself, gives
+    naive Monte Carlo from the prior.
     """
     if not isinstance(k, int) or k < 1:
         raise VaelibError(f"k (the number of importance samples) must be an integer >= 1, got {k!r}")
     x = check_images(x, model.config.input_dim, model.config.likelihood == "bernoulli", values=check)
-    mu, logvar = model.encode(x) if q is None else q  # (B, D)
+    mu, logvar = _proposal(model, x, q)  # (B, D)
     chunk = chunk_size or _default_chunk(k, x.shape[0], x.shape[1])
     total: Tensor | None = None
     for start in range(0, k, chunk):
@@ -242,12 +265,14 @@ def log_marginal_likelihood(
     """Estimate ``log p(x) ~ L_k`` (k = 5000 is the usual test protocol), per example.
 
     Runs :func:`iwae_bound` without gradients over mini-batches of
-    ``batch_size`` inputs.  ``x``: (N, P); returns (N,) in nats.  Its negative
+    ``batch_size`` inputs.  ``x``: (N, P); returns (N,) in nats, on the model's device.  Its negative
     mean is the test negative log-likelihood reported in papers.
     """
     x = check_images(x, model.config.input_dim, model.config.likelihood == "bernoulli")
+    # Batches move to the model's device (data may stay on the CPU while the model is on a GPU).
+    tensor = next(itertools.chain(model.parameters(), model.buffers()), x)
     parts = [
-        iwae_bound(model, x[i : i + batch_size], k, chunk_size=chunk_size, generator=generator, check=False)
+        iwae_bound(model, x[i : i + batch_size].to(tensor.device), k, chunk_size=chunk_size, generator=generator, check=False)
         for i in range(0, x.shape[0], batch_size)
     ]
     return torch.cat(parts)

@@ -30,6 +30,17 @@ def _mlp(dims: list[int], activation: str | None, final_activation: bool = False
     return nn.Sequential(*layers)
 
 
+def _as_int_tuple(config, name: str) -> None:
+    """Store a sequence field as a tuple of ints, so configs built from lists (JSON,
+    argparse) compare equal to, and hash like, configs built from tuples."""
+    value = getattr(config, name)
+    try:
+        value = tuple(int(v) for v in value)
+    except TypeError:
+        raise VaelibError(f"{name} must be a sequence of integers, got {value!r}") from None
+    object.__setattr__(config, name, value)  # frozen dataclass: the documented way to normalise a field
+
+
 def _check_choice(name: str, value: str, choices) -> None:
     if value not in choices:
         raise VaelibError(f"{name} must be one of {sorted(choices)}, got {value!r}")
@@ -50,6 +61,8 @@ class VAEConfig:
     learn_gaussian_logvar: bool = False  # learn one log-variance per pixel instead of fixing it
 
     def __post_init__(self):
+        for name in ("image_shape", "hidden_dims", "conv_channels"):
+            _as_int_tuple(self, name)
         _check_choice("activation", self.activation, _ACTIVATIONS)
         _check_choice("architecture", self.architecture, {"mlp", "conv"})
         _check_choice("likelihood", self.likelihood, {"bernoulli", "gaussian"})
@@ -156,9 +169,13 @@ class AutoencoderConfig:
     likelihood = "gaussian"  # squared error is the Gaussian log-likelihood up to a constant
 
     def __post_init__(self):
+        for name in ("image_shape", "hidden_dims"):
+            _as_int_tuple(self, name)
         _check_choice("activation", self.activation, _ACTIVATIONS)
         if self.latent_dim < 1:
             raise VaelibError(f"latent_dim must be >= 1, got {self.latent_dim}")
+        if len(self.image_shape) != 3 or min(self.image_shape) < 1:
+            raise VaelibError(f"image_shape must be (C, H, W) with positive sizes, got {self.image_shape}")
 
     @property
     def input_dim(self) -> int:

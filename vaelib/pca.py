@@ -1,10 +1,15 @@
-"""Principal component analysis by SVD, and the comparison with linear autoencoders (chapter 1).
+"""Principal component analysis by SVD, and the comparison with autoencoders (chapter 1).
 
 Conventions: a data matrix ``x`` is (n, N), one example per row; a basis
 ``U`` is (N, M) with orthonormal columns; errors are squared errors **summed
 over the N coordinates (pixels)** and **averaged over examples**, the same
-reduction as :class:`vaelib.Autoencoder`'s training loss.  Every function is
-pure, runs on the inputs' device and dtype, and draws no random numbers.
+reduction as :class:`vaelib.Autoencoder`'s training loss.  Every function
+runs on its inputs' device and dtype, takes its randomness from an optional
+``generator``, and leaves its arguments unchanged, except
+``init_linear_autoencoder_`` which (trailing underscore) sets a model's
+weights in place.  The last helpers (``transform_code``,
+``aggregate_moments``, ``box_samples``) serve the chapter's comparison of an
+autoencoder's latent space with a VAE's.
 
 References: Bishop (2006), section 12.1 (PCA as maximal variance and minimal
 reconstruction error); Baldi and Hornik (1989) and Plaut (2018) (a linear
@@ -13,11 +18,13 @@ autoencoder's optimum spans the principal subspace).
 
 from __future__ import annotations
 
+import copy
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .errors import VaelibError
+from .models import Autoencoder
 
 __all__ = [
     "fit_pca",
@@ -27,6 +34,11 @@ __all__ = [
     "reconstruction_error",
     "pca_error_curve",
     "principal_angles",
+    "random_orthonormal",
+    "init_linear_autoencoder_",
+    "transform_code",
+    "aggregate_moments",
+    "box_samples",
 ]
 
 
@@ -114,19 +126,18 @@ def reconstruction_error(x: Tensor, x_hat: Tensor, reduce: bool = True) -> Tenso
     return per_example.mean() if reduce else per_example
 
 
-def pca_error_curve(x_fit: Tensor, x_eval: Tensor, dims: list[int] | tuple[int, ...]) -> Tensor:
-    """PCA reconstruction error of ``x_eval`` for each number of components in ``dims``.
+def pca_error_curve(x: Tensor, mean: Tensor, U: Tensor, dims: list[int] | tuple[int, ...]) -> Tensor:
+    """PCA reconstruction error of ``x`` for each number of components ``M`` in ``dims``.
 
-    One SVD of ``x_fit`` (n, N) at ``max(dims)`` components; for each ``M``
-    the first ``M`` columns give the M-dimensional principal subspace (the
-    subspaces are nested).  Returns (len(dims),), the mean over ``x_eval``
-    (B, N) of the squared error summed over coordinates.
+    ``mean`` (N,) and ``U`` (N, K) come from one :func:`fit_pca` with
+    ``K >= max(dims)``; the principal subspaces are nested, so the first ``M``
+    columns of ``U`` are the M-component solution.  ``x`` (B, N) may be the
+    fitted data or held-out data.  Returns (len(dims),): for each ``M`` the
+    mean over ``x`` of the squared error summed over coordinates.
     """
-    if len(dims) == 0:
-        raise VaelibError("dims must hold at least one number of components")
-    mean, U, _ = fit_pca(x_fit, max(dims))
-    errors = [reconstruction_error(x_eval, pca_reconstruct(x_eval, mean, U[:, :M])) for M in dims]
-    return torch.stack(errors)
+    if len(dims) == 0 or min(dims) < 1 or max(dims) > U.shape[1]:
+        raise VaelibError(f"dims must be non-empty and within 1..{U.shape[1]} (the columns of U), got {list(dims)}")
+    return torch.stack([reconstruction_error(x, pca_reconstruct(x, mean, U[:, :M])) for M in dims])
 
 
 def principal_angles(A: Tensor, B: Tensor) -> Tensor:
@@ -163,3 +174,142 @@ def principal_angles(A: Tensor, B: Tensor) -> Tensor:
     sin = torch.linalg.svdvals(QB - QA @ C).clamp(0.0, 1.0).flip(0)  # (q,) ascending -> angles ascending
     small = cos**2 >= 0.5  # angle <= pi/4: the sine is the accurate one
     return torch.where(small, torch.arcsin(sin), torch.arccos(cos))
+
+
+def random_orthonormal(
+    N: int,
+    M: int,
+    *,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device | None = None,
+) -> Tensor:
+    """A uniformly random (N, M) matrix with orthonormal columns, ``Q^T Q = I_M``.
+
+    The Q factor of an (N, M) standard Gaussian matrix, with the signs fixed
+    so that ``diag(R) > 0``; this makes the column space uniform over
+    M-dimensional subspaces (Haar measure; Mezzadri, 2007).  Knows nothing
+    about any data: it is a neutral starting point, e.g. to initialise a
+    linear autoencoder with ``d = Q`` and ``e = Q^T``.
+    """
+    if not 1 <= M <= N:
+        raise VaelibError(f"need 1 <= M <= N, got M={M}, N={N}")
+    g = torch.randn(N, M, generator=generator, dtype=dtype, device=device)  # (N, M)
+    Q, R = torch.linalg.qr(g)
+    signs = torch.sign(torch.diagonal(R))
+    signs[signs == 0] = 1
+    return Q * signs  # (N, M)
+
+
+def init_linear_autoencoder_(model: Autoencoder, mean: Tensor, *, generator: torch.Generator | None = None) -> Autoencoder:
+    """Initialise a linear autoencoder, in place, as a random centred orthogonal projection.
+
+    With ``Q = random_orthonormal(N, M)`` (independent of the data) and ``mean``
+    the data mean (N,), sets ``e(x) = Q^T (x - mean)`` and ``d(z) = mean + Q z``,
+    so training starts from ``x_hat = mean + Q Q^T (x - mean)``: balanced
+    weights (``W_e = W_d^T``) and codes of mean zero.  With the offset already
+    in the biases, the data mean is not carried through the code, which slows
+    training from PyTorch's default initialisation (in the worst case a code
+    unit stays nearly constant to carry it, a saddle point that learns no
+    direction).  Training then moves ``span(Q)`` towards the principal subspace.
+
+    ``model``: a :class:`vaelib.Autoencoder` with ``linear=True``; returns it.
+    """
+    if not (isinstance(model, Autoencoder) and model.config.linear):
+        raise VaelibError("init_linear_autoencoder_ needs a vaelib Autoencoder with linear=True")
+    enc, dec = model.encoder[0], model.decoder[0]
+    N, M = dec.weight.shape
+    if mean.shape != (N,):
+        raise VaelibError(f"mean must have shape ({N},), got {tuple(mean.shape)}")
+    Q = random_orthonormal(N, M, generator=generator, dtype=dec.weight.dtype).to(dec.weight.device)  # (N, M)
+    mean = mean.to(dec.weight)
+    with torch.no_grad():
+        dec.weight.copy_(Q)
+        dec.bias.copy_(mean)
+        enc.weight.copy_(Q.T)
+        enc.bias.copy_(-(Q.T @ mean))
+    return model
+
+
+def transform_code(model: Autoencoder, A: Tensor, b: Tensor | None = None) -> Autoencoder:
+    """A copy of an autoencoder whose code is ``z' = A z + b`` and whose reconstructions are unchanged.
+
+    The encoder's last affine layer becomes ``A (W_e h + b_e) + b`` and the
+    decoder's first one ``W_d A^{-1} z' + (b_d - W_d A^{-1} b)``, so
+    ``d'(e'(x)) = d(e(x))`` for every x.  This is why a squared-error
+    autoencoder's code is only defined up to an invertible affine map, and
+    why a linear autoencoder's optimal weights are not unique: only the
+    decoder's column space, ``span(W_d) = span(W_d A^{-1})``, is (Baldi and
+    Hornik, 1989).  A VAE has no such freedom: its KL term depends on the
+    scale and location of z.
+
+    Args:
+        model: a :class:`vaelib.Autoencoder` (left unchanged).
+        A: invertible (M, M) matrix.  b: (M,) shift, zero when omitted.
+
+    Returns:
+        the transformed copy, on the model's device.
+    """
+    if not isinstance(model, Autoencoder):
+        raise VaelibError(f"transform_code needs a vaelib Autoencoder, got {type(model).__name__}")
+    M = model.config.latent_dim
+    if A.shape != (M, M):
+        raise VaelibError(f"A must be ({M}, {M}) for latent_dim={M}, got {tuple(A.shape)}")
+    new = copy.deepcopy(model)
+    enc, dec = new.encoder[-1], new.decoder[0]
+    if not (isinstance(enc, nn.Linear) and isinstance(dec, nn.Linear)):
+        raise VaelibError("transform_code needs an encoder ending and a decoder starting with a Linear layer")
+    A = A.to(enc.weight)
+    b = torch.zeros(M).to(enc.weight) if b is None else b.to(enc.weight)
+    with torch.no_grad():
+        A_inv = torch.linalg.inv(A)  # (M, M)
+        enc.weight.copy_(A @ enc.weight)  # (M, H)
+        enc.bias.copy_(A @ enc.bias + b)  # (M,)
+        W_new = dec.weight @ A_inv  # (H', M)
+        dec.bias.copy_(dec.bias - W_new @ b)  # (H',)
+        dec.weight.copy_(W_new)
+    return new
+
+
+def aggregate_moments(mu: Tensor, logvar: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Per-dimension mean and second moment of the aggregate posterior
+    ``q(z) = (1/n) sum_i N(z; mu_i, diag sigma_i^2)``:
+
+    ``E_q[z_j] = (1/n) sum_i mu_ij`` and ``E_q[z_j^2] = (1/n) sum_i (mu_ij^2 + sigma_ij^2)``.
+
+    With ``logvar=None`` (an autoencoder's point codes) ``sigma = 0``.  The
+    variance is ``E[z_j^2] - E[z_j]^2``.  ``mu``, ``logvar`` (n, D) -> two (D,).
+
+    Why these two: when the decoder's first layer is affine (as in
+    :class:`vaelib.VAE`), the reparametrisation ``z' = a z + c`` per latent can
+    be absorbed by the decoder, leaving the reconstruction term unchanged,
+    while ``KL(q(z|x) || N(0, I))`` changes.  Setting its derivatives in ``a``
+    and ``c`` to zero shows that at any stationary point of the ELBO (averaged
+    over the training set), ``E_q[z_j] = 0`` and ``E_q[z_j^2] = 1``: the
+    aggregate posterior has the prior's mean and variance.  A squared-error
+    autoencoder's loss has no such term, so its codes' moments are arbitrary.
+    """
+    if logvar is not None and logvar.shape != mu.shape:
+        raise VaelibError(f"mu and logvar must have the same shape, got {tuple(mu.shape)} and {tuple(logvar.shape)}")
+    second = mu.pow(2) if logvar is None else mu.pow(2) + logvar.exp()  # (n, D)
+    return mu.mean(0), second.mean(0)
+
+
+def box_samples(codes: Tensor, n: int, *, width: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
+    """``n`` points drawn uniformly from the axis-aligned box that holds ``codes``, widened ``width`` times.
+
+    The box has centre ``c = (min + max) / 2`` and half-widths
+    ``h = width * (max - min) / 2`` per dimension (min and max over the rows of
+    ``codes``); each draw is ``c + h * u`` with ``u ~ U[-1, 1]^D``.  This is the
+    natural guess for "codes like the data's" when a model (a plain
+    autoencoder) has no prior to sample from.  ``codes`` (B, D) -> (n, D), on
+    the codes' device.
+    """
+    if codes.dim() != 2 or codes.shape[0] < 1:
+        raise VaelibError(f"codes must have shape (B, D) with B >= 1, got {tuple(codes.shape)}")
+    if n < 1 or not width > 0:
+        raise VaelibError(f"need n >= 1 and width > 0, got n={n}, width={width}")
+    low, high = codes.min(0).values, codes.max(0).values  # (D,) each
+    centre, half = (low + high) / 2, width * (high - low) / 2
+    u = 2 * torch.rand(n, codes.shape[1], generator=generator, dtype=codes.dtype, device=codes.device) - 1  # (n, D)
+    return centre + half * u

@@ -6,10 +6,9 @@ themselves as PNG, so a notebook displays one that ends a cell.
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
-
-import io
 
 import numpy as np
 import torch
@@ -47,11 +46,15 @@ def _images(x: Tensor | np.ndarray, shape: tuple[int, int] | None) -> np.ndarray
 
 
 def tile(x: Tensor | np.ndarray, ncol: int = 8, *, shape: tuple[int, int] | None = None, pad: int = 1) -> np.ndarray:
-    """Tile N images into one (rows*H, ncol*W) array, with ``pad`` pixels of white between them."""
+    """Tile N images into one (rows*H, ncol*W) array, with ``pad`` pixels of white between them.
+
+    Values are ink (0 = background); the plots show them with ``gray_r``, so the
+    zero padding draws as white.
+    """
     a = _images(x, shape)
     n, h, w = a.shape
     nrow = math.ceil(n / ncol)
-    out = np.ones((nrow * (h + pad) - pad, ncol * (w + pad) - pad), dtype=np.float32)
+    out = np.zeros((nrow * (h + pad) - pad, ncol * (w + pad) - pad), dtype=np.float32)
     for i in range(n):
         r, c = divmod(i, ncol)
         out[r * (h + pad) : r * (h + pad) + h, c * (w + pad) : c * (w + pad) + w] = a[i]
@@ -75,6 +78,7 @@ def image_grid(x: Tensor | np.ndarray, ncol: int = 8, *, title: str | None = Non
 
 def reconstructions(x: Tensor, x_hat: Tensor, n: int = 10, *, title: str | None = None, shape=None) -> Figure:
     """Inputs (top row) above their reconstructions (bottom row)."""
+    n = min(n, len(x), len(x_hat))
     pair = torch.cat([torch.as_tensor(x[:n]).reshape(n, -1).cpu(), torch.as_tensor(x_hat[:n]).reshape(n, -1).cpu()])
     fig = Figure(figsize=(0.7 * n, 1.6 + (0.3 if title else 0)), layout="constrained")
     _show(fig.add_subplot(), tile(pair, n, shape=shape), title or "input (top) and reconstruction (bottom)")

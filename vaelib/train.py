@@ -59,6 +59,8 @@ class TrainConfig:
             raise VaelibError(f"pixels must be 'grey', 'dynamic' or 'fixed', got {self.pixels!r}")
         if self.k > 1 and self.beta != 1.0:
             raise VaelibError("the importance-weighted bound (k > 1) has no KL weight; use beta=1 with k > 1")
+        if self.k > 1 and self.warmup_epochs > 0:
+            raise VaelibError("KL warm-up weights the ELBO's KL term, which the bound L_k (k > 1) lacks; use warmup_epochs=0 with k > 1")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -179,11 +181,11 @@ def fit(
     ``time_limit`` (seconds) stops after the epoch that passes it; call again
     to continue.  A progress bar shows unless ``progress=False`` or ``CI`` is set.
     """
-    from tqdm.auto import tqdm
-
     device = resolve_device(config.device)
     model.to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    # The fused kernel updates all parameters in one pass: on two CPU cores it cuts an epoch of the
+    # default model from about 5 s to 3 s (benchmarks/RESULTS.md); the arithmetic is Adam's.
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)
     generator = torch.Generator(device=device).manual_seed(config.seed)
     history: list[dict] = []
     start_epoch = 0
@@ -205,7 +207,13 @@ def fit(
     n = train_x.shape[0]
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.amp and device.type == "cuda")
     started = time.perf_counter()
-    bar = tqdm(total=config.epochs, initial=start_epoch, disable=not progress_enabled(progress), desc="epochs", unit="epoch")
+    show = progress_enabled(progress)
+    # tqdm.auto picks a notebook widget and warns on import when ipywidgets is missing: import it only to show a bar
+    if show:
+        from tqdm.auto import tqdm
+    else:
+        from tqdm import tqdm
+    bar = tqdm(total=config.epochs, initial=start_epoch, disable=not show, desc="epochs", unit="epoch")
     for epoch in range(start_epoch, config.epochs):
         t0 = time.perf_counter()
         beta = kl_warmup(epoch, config.warmup_epochs, config.beta)
