@@ -52,11 +52,15 @@ def test_script_writes_json_and_table(tmp_path):
     out = tmp_path / "results.json"
     cmd = [sys.executable, str(REPO / "benchmarks" / "burda_table.py"), "--k", "1", "2", "--epochs", "1", "--eval-k", "10",
            "--n-train", "200", "--n-test", "30", "--batch-size", "50", "--device", "cpu", "--run-dir", str(tmp_path / "runs"),
-           "--out", str(out)]
+           "--schedule", "burda", "--out", str(out)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "VAELIB_DATA": root, "CI": "true"})
     assert done.returncode == 0, done.stderr[-2000:]
     results = json.loads(out.read_text())
     assert [r["k"] for r in results["results"]] == [1, 2]
     assert all(r["finished"] and r["eval_k"] == 10 and r["n_test"] == 30 for r in results["results"])
+    assert "10^(-i/7)" in results["protocol"]["optimizer"]
+    # a schedule shrunk to one epoch is its first pass: the initial lr
+    state = vl.load_checkpoint(tmp_path / "runs" / "k1.pt")
+    assert state["history"][0]["lr"] == 1e-3
     assert results["protocol"]["epochs"] == 1
     assert results["table"] == vl.burda.render_table(results["results"])

@@ -17,7 +17,7 @@ import torch
 
 import vaelib as vl
 
-HISTORY_KEYS = {"epoch", "beta", "train_loss", "train_elbo", "train_reconstruction", "train_kl", "seconds"}
+HISTORY_KEYS = {"epoch", "beta", "lr", "train_loss", "train_elbo", "train_reconstruction", "train_kl", "seconds"}
 TEST_KEYS = {"test_elbo", "test_reconstruction", "test_kl"}
 
 
@@ -91,6 +91,39 @@ def test_kl_warmup_weights_the_kl_in_the_loss(tiny_config, binary_data):
     for h in history:
         assert h["train_loss"] == pytest.approx(-(h["train_reconstruction"] - h["beta"] * h["train_kl"]), rel=1e-5)
         assert h["train_elbo"] == pytest.approx(h["train_reconstruction"] - h["train_kl"], rel=1e-5)
+
+
+def test_burda_learning_rate_schedule():
+    """Burda et al.: pass i = 0..7 lasts 3^i epochs at lr * 10^(-i/7), 3,280 epochs in all."""
+    full = vl.TrainConfig(epochs=3280, lr=1e-3, lr_schedule="burda")
+    starts = [0, 1, 4, 13, 40, 121, 364, 1093]  # first epoch of each pass: (3^i - 1) / 2
+    for i, start in enumerate(starts):
+        assert vl.learning_rate(start, full) == pytest.approx(1e-3 * 10 ** (-i / 7), rel=1e-12)
+        if start > 0:  # the epoch before belongs to the previous pass
+            assert vl.learning_rate(start - 1, full) == pytest.approx(1e-3 * 10 ** (-(i - 1) / 7), rel=1e-12)
+    assert vl.learning_rate(3279, full) == pytest.approx(1e-4, rel=1e-12)
+    # shrunk to 328 epochs (a tenth): the same passes, each a tenth as long
+    short = dataclasses.replace(full, epochs=328)
+    rates = [vl.learning_rate(e, short) for e in range(328)]
+    assert rates == sorted(rates, reverse=True) and rates[0] == 1e-3 and rates[-1] == pytest.approx(1e-4)
+    assert sum(r == pytest.approx(1e-4) for r in rates) == 218  # the last pass, from 1093 of 3280: epochs 110..327
+    assert vl.learning_rate(5, vl.TrainConfig(epochs=10, lr=0.01)) == 0.01  # constant
+    with pytest.raises(vl.VaelibError, match="epoch must be in"):
+        vl.learning_rate(10, vl.TrainConfig(epochs=10))
+    with pytest.raises(vl.VaelibError, match="lr_schedule must be"):
+        vl.TrainConfig(lr_schedule="cosine")
+
+
+def test_fit_follows_the_schedule_and_resumes_on_it(tiny_config, binary_data, tmp_path):
+    config = vl.TrainConfig(epochs=8, batch_size=128, lr=1e-2, lr_schedule="burda", device="cpu")
+    history = vl.fit(vl.VAE(tiny_config), binary_data[0], config=config, progress=False)
+    assert [h["lr"] for h in history] == [vl.learning_rate(e, config) for e in range(8)]
+    assert history[0]["lr"] == 1e-2 and history[-1]["lr"] == pytest.approx(1e-3)
+    path = tmp_path / "vae.pt"
+    vl.fit(vl.VAE(tiny_config), binary_data[0], config=config, checkpoint=path, time_limit=0.0, progress=False)
+    with pytest.raises(vl.CheckpointError, match="laid over the number of epochs"):
+        vl.fit(vl.VAE(tiny_config), binary_data[0], config=dataclasses.replace(config, epochs=9), checkpoint=path,
+               progress=False)
 
 
 def test_autoencoder_training_reduces_squared_error(grey_data):

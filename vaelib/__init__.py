@@ -42,7 +42,7 @@ from .losses import (
     reparameterize,
 )
 from .models import VAE, Autoencoder, AutoencoderConfig, VAEConfig, build_model
-from .train import TrainConfig, evaluate, fit, resolve_device
+from .train import TrainConfig, evaluate, fit, learning_rate, resolve_device
 from . import burda, estimators, exact, information, pca, plot  # chapter modules: vl.pca.*, ...
 
 __all__ = [
@@ -62,7 +62,7 @@ __all__ = [
     # data
     "load", "binarize", "data_root", "find_dataset",
     # training and checkpoints
-    "TrainConfig", "fit", "evaluate", "resolve_device", "save_checkpoint", "load_checkpoint", "load_model",
+    "TrainConfig", "fit", "evaluate", "learning_rate", "resolve_device", "save_checkpoint", "load_checkpoint", "load_model",
     # using a model
     "sample_prior", "reconstruct", "interpolate", "latent_grid", "encode_dataset", "kl_per_dimension", "active_units",
     # chapter modules, used as vl.pca.*, vl.estimators.*, ...

@@ -26,7 +26,7 @@ from .information import kl_standard_normal
 from .losses import check_images, elbo, kl_warmup, log_marginal_likelihood, log_weights
 from .models import Autoencoder
 
-__all__ = ["TrainConfig", "resolve_device", "fit", "evaluate", "progress_enabled"]
+__all__ = ["TrainConfig", "learning_rate", "resolve_device", "fit", "evaluate", "progress_enabled"]
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,8 @@ class TrainConfig:
 
     epochs: int = 10  # passes over the training set
     batch_size: int = 128  # examples per Adam step
-    lr: float = 1e-3  # Adam learning rate
+    lr: float = 1e-3  # Adam learning rate (the initial one under a schedule)
+    lr_schedule: str = "constant"  # "constant", or "burda": Burda et al.'s 8 passes of 3^i epochs at lr * 10^(-i/7), laid over `epochs`
     beta: float = 1.0  # weight of the KL term (1 is the ELBO; beta-VAE otherwise)
     warmup_epochs: int = 0  # linear KL warm-up from beta/warmup_epochs to beta over this many epochs
     k: int = 1  # importance samples per input: 1 trains the ELBO (VAE), k > 1 the bound L_k (IWAE)
@@ -55,12 +56,35 @@ class TrainConfig:
             raise VaelibError(f"lr must be a positive number, got {self.lr}")
         if not (self.beta >= 0 and math.isfinite(self.beta)):
             raise VaelibError(f"beta must be a non-negative number, got {self.beta}")
+        if self.lr_schedule not in ("constant", "burda"):
+            raise VaelibError(f"lr_schedule must be 'constant' or 'burda', got {self.lr_schedule!r}")
         if self.pixels not in ("grey", "dynamic", "fixed"):
             raise VaelibError(f"pixels must be 'grey', 'dynamic' or 'fixed', got {self.pixels!r}")
         if self.k > 1 and self.beta != 1.0:
             raise VaelibError("the importance-weighted bound (k > 1) has no KL weight; use beta=1 with k > 1")
         if self.k > 1 and self.warmup_epochs > 0:
             raise VaelibError("KL warm-up weights the ELBO's KL term, which the bound L_k (k > 1) lacks; use warmup_epochs=0 with k > 1")
+
+
+def learning_rate(epoch: int, config: TrainConfig) -> float:
+    """The Adam learning rate during (0-based) ``epoch``.
+
+    ``"constant"``: ``config.lr``.  ``"burda"``: the schedule of Burda, Grosse
+    and Salakhutdinov (2016, section 5): pass i = 0..7 lasts 3^i epochs at
+    ``lr * 10**(-i / 7)``, 3,280 epochs in all.  With ``epochs=3280`` it is
+    theirs exactly; with fewer the same passes are shrunk in proportion (an
+    epoch takes the rate of the pass in which it starts, so epoch 0 uses ``lr``).
+    """
+    if not 0 <= epoch < config.epochs:
+        raise VaelibError(f"epoch must be in [0, {config.epochs}), got {epoch}")
+    if config.lr_schedule == "constant":
+        return config.lr
+    position = epoch / config.epochs * _BURDA_EPOCHS  # where this epoch starts in the 3,280-epoch schedule
+    i = next(i for i in range(8) if position < (3 ** (i + 1) - 1) / 2)  # passes 0..i hold sum 3^j = (3^(i+1) - 1) / 2 epochs
+    return config.lr * 10 ** (-i / 7)
+
+
+_BURDA_EPOCHS = sum(3**i for i in range(8))  # 3,280
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -172,7 +196,7 @@ def fit(
     device; they are moved to the training device once).  A VAE maximises the
     ELBO (``k = 1``, KL weighted by ``beta`` and the warm-up) or ``L_k``; an
     Autoencoder minimises squared error.  Each history entry holds ``epoch``,
-    ``beta``, ``train_loss``, ``train_elbo``, ``train_reconstruction``,
+    ``beta``, ``lr``, ``train_loss``, ``train_elbo``, ``train_reconstruction``,
     ``train_kl``, the same for ``test_`` when ``test_x`` is given, and
     ``seconds`` (nats per example, means over the data).
 
@@ -193,6 +217,11 @@ def fit(
     if path is not None and resume and path.exists():
         state = load_checkpoint(path)
         saved = replace(TrainConfig(**state["train_config"]), epochs=config.epochs, device=config.device)
+        if config.lr_schedule != "constant" and state["train_config"]["epochs"] != config.epochs:
+            raise CheckpointError(
+                f"{path} was trained for {state['train_config']['epochs']} epochs under the {config.lr_schedule!r} schedule, "
+                f"which is laid over the number of epochs; resume with epochs={state['train_config']['epochs']}"
+            )
         if saved != config:
             raise CheckpointError(
                 f"{path} was trained with {saved} but fit was called with {config}; only epochs and device may change on resume"
@@ -217,6 +246,8 @@ def fit(
     for epoch in range(start_epoch, config.epochs):
         t0 = time.perf_counter()
         beta = kl_warmup(epoch, config.warmup_epochs, config.beta)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(epoch, config)
         sums = torch.zeros(4, device=device)
         order = torch.randperm(n, generator=generator, device=device)
         for i in range(0, n, config.batch_size):
@@ -234,7 +265,7 @@ def fit(
             raise VaelibError(
                 f"the training loss became non-finite at epoch {epoch + 1}; lower lr (now {config.lr}) or check the data"
             )
-        entry = {"epoch": epoch + 1, "beta": beta, "train_loss": -objective, "train_elbo": elbo_mean,
+        entry = {"epoch": epoch + 1, "beta": beta, "lr": optimizer.param_groups[0]["lr"], "train_loss": -objective, "train_elbo": elbo_mean,
                  "train_reconstruction": recon, "train_kl": kl}
         if test_x is not None:
             scores = evaluate(model, test_x, batch_size=config.eval_batch_size, seed=config.seed + 3)
