@@ -31,12 +31,14 @@ def test_train_evaluate_sample_end_to_end(tmp_path, capsys):
     root = _mnist_root()
     run = tmp_path / "run"
     code, out, err = _run(capsys, "train", "--epochs", "2", "--n-train", "1000", "--n-test", "200", "--latent-dim", "2",
-                          "--hidden", "64", "--device", "cpu", "--data-root", root, "--out", str(run), "--quiet")
+                          "--hidden", "64", "--lr-schedule", "burda", "--device", "cpu", "--data-root", root, "--out", str(run),
+                          "--quiet")
     assert code == 0, err
     summary = json.loads(out)
     assert summary["epochs_done"] == 2
     history = json.loads((run / "history.json").read_text())["history"]
     assert [h["epoch"] for h in history] == [1, 2]
+    assert history[0]["lr"] == 1e-3 and history[1]["lr"] == pytest.approx(1e-4)  # epoch 2 starts at 1640 of 3280: the last pass
     assert summary["test_elbo"] == pytest.approx(history[-1]["test_elbo"])
 
     # evaluate: the k-sample bound is at least the ELBO, so NLL <= -ELBO (up to Monte Carlo noise).

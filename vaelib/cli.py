@@ -63,6 +63,8 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=_positive_int, default=10)
     t.add_argument("--batch-size", type=_positive_int, default=128)
     t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--lr-schedule", choices=["constant", "burda"], default="constant",
+                   help="constant, or Burda et al.'s 8-pass decay shrunk to --epochs")
     t.add_argument("--beta", type=float, default=1.0, help="KL weight (1 = the ELBO)")
     t.add_argument("--warmup-epochs", type=int, default=0, help="linear KL warm-up length")
     t.add_argument("--k", type=_positive_int, default=1, help="importance samples per input (1 = VAE, >1 = IWAE)")
@@ -106,7 +108,7 @@ def _train(args) -> dict:
     config = VAEConfig(latent_dim=args.latent_dim, hidden_dims=tuple(args.hidden), activation=args.activation,
                        architecture=args.architecture, likelihood=args.likelihood,
                        gaussian_logvar=args.gaussian_logvar, learn_gaussian_logvar=args.learn_logvar)
-    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta=args.beta,
+    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule, beta=args.beta,
                         warmup_epochs=args.warmup_epochs, k=args.k, pixels=args.pixels, seed=args.seed,
                         device=args.device, amp=args.amp)
     x_train, _ = load(args.dataset, "train", root=args.data_root, download=not args.no_download)
