@@ -17,12 +17,13 @@ from .losses import check_images
 __all__ = ["sample_prior", "reconstruct", "interpolate", "latent_grid", "encode_dataset", "kl_per_dimension", "active_units"]
 
 
+def _weight(model: nn.Module) -> Tensor:
+    """A parameter of the model: codes made here are moved to its device and dtype."""
+    return next(model.parameters())
+
+
 def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-def _dtype(model: nn.Module) -> torch.dtype:
-    return next(model.parameters()).dtype
+    return _weight(model).device
 
 
 def _codes(model: nn.Module, x: Tensor) -> Tensor:
@@ -39,7 +40,7 @@ def sample_prior(model: nn.Module, n: int = 64, *, generator: torch.Generator | 
     # Draw on the generator's own device (a CPU generator gives the same z for a CPU or GPU model), then move.
     noise_device = generator.device if generator is not None else _device(model)
     z = torch.randn(n, model.config.latent_dim, generator=generator, device=noise_device)  # (n, D)
-    return model.mean(model.decode(z.to(_device(model), _dtype(model)))).cpu()
+    return model.mean(model.decode(z.to(_weight(model)))).cpu()
 
 
 @torch.no_grad()
@@ -76,7 +77,7 @@ def latent_grid(model: nn.Module, n: int = 20, *, span: float = 0.95) -> Tensor:
     lo = (1 - span) / 2
     q = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(lo, 1 - lo, n))  # (n,)
     z2, z1 = torch.meshgrid(q.flip(0), q, indexing="ij")
-    z = torch.stack([z1, z2], -1).reshape(-1, 2).to(_device(model), _dtype(model))  # (n*n, 2)
+    z = torch.stack([z1, z2], -1).reshape(-1, 2).to(_weight(model))  # (n*n, 2)
     return model.mean(model.decode(z)).cpu().reshape(n, n, -1)
 
 

@@ -10,6 +10,8 @@ continues exactly as an uninterrupted one would (on the CPU).
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 import os
 import time
@@ -79,12 +81,12 @@ def learning_rate(epoch: int, config: TrainConfig) -> float:
         raise VaelibError(f"epoch must be in [0, {config.epochs}), got {epoch}")
     if config.lr_schedule == "constant":
         return config.lr
-    position = epoch / config.epochs * _BURDA_EPOCHS  # where this epoch starts in the 3,280-epoch schedule
-    i = next(i for i in range(8) if position < (3 ** (i + 1) - 1) / 2)  # passes 0..i hold sum 3^j = (3^(i+1) - 1) / 2 epochs
+    position = epoch / config.epochs * _BURDA_PASS_ENDS[-1]  # where this epoch starts in the 3,280-epoch schedule
+    i = bisect.bisect_right(_BURDA_PASS_ENDS, position)  # the pass that holds it
     return config.lr * 10 ** (-i / 7)
 
 
-_BURDA_EPOCHS = sum(3**i for i in range(8))  # 3,280
+_BURDA_PASS_ENDS = list(itertools.accumulate(3**i for i in range(8)))  # 1, 4, 13, ..., 3280: where each pass ends
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -159,7 +161,7 @@ def evaluate(
     _, elbo_sum, recon_sum, kl_sum = (sums / x.shape[0]).tolist()
     out = {"elbo": elbo_sum, "reconstruction": recon_sum, "kl": kl_sum}
     if k > 1 and not isinstance(model, Autoencoder):
-        lml = log_marginal_likelihood(model, x.to(device), k, batch_size=max(1, min(batch_size, 100)), generator=generator)
+        lml = log_marginal_likelihood(model, x, k, batch_size=max(1, min(batch_size, 100)), generator=generator)
         out["nll"] = -lml.mean().item()
     model.train(was_training)
     return out
@@ -216,15 +218,14 @@ def fit(
     path = Path(checkpoint) if checkpoint is not None else None
     if path is not None and resume and path.exists():
         state = load_checkpoint(path)
-        saved = replace(TrainConfig(**state["train_config"]), epochs=config.epochs, device=config.device)
-        if config.lr_schedule != "constant" and state["train_config"]["epochs"] != config.epochs:
-            raise CheckpointError(
-                f"{path} was trained for {state['train_config']['epochs']} epochs under the {config.lr_schedule!r} schedule, "
-                f"which is laid over the number of epochs; resume with epochs={state['train_config']['epochs']}"
-            )
+        # A schedule is laid over the number of epochs, so under one only the device may change.
+        free = ("epochs", "device") if config.lr_schedule == "constant" else ("device",)
+        saved = replace(TrainConfig(**state["train_config"]), **{name: getattr(config, name) for name in free})
         if saved != config:
+            why = "" if config.lr_schedule == "constant" else f" (the {config.lr_schedule!r} schedule is laid over the number of epochs)"
             raise CheckpointError(
-                f"{path} was trained with {saved} but fit was called with {config}; only epochs and device may change on resume"
+                f"{path} was trained with {saved} but fit was called with {config}; "
+                f"only {' and '.join(free)} may change on resume{why}"
             )
         restore_weights(model, state, path)
         optimizer.load_state_dict(state["optimizer"])
@@ -246,8 +247,9 @@ def fit(
     for epoch in range(start_epoch, config.epochs):
         t0 = time.perf_counter()
         beta = kl_warmup(epoch, config.warmup_epochs, config.beta)
+        lr = learning_rate(epoch, config)
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(epoch, config)
+            group["lr"] = lr
         sums = torch.zeros(4, device=device)
         order = torch.randperm(n, generator=generator, device=device)
         for i in range(0, n, config.batch_size):
@@ -263,9 +265,9 @@ def fit(
         objective, elbo_mean, recon, kl = (sums / n).tolist()  # the epoch's one synchronisation
         if not math.isfinite(objective):
             raise VaelibError(
-                f"the training loss became non-finite at epoch {epoch + 1}; lower lr (now {config.lr}) or check the data"
+                f"the training loss became non-finite at epoch {epoch + 1}; lower lr (now {lr}) or check the data"
             )
-        entry = {"epoch": epoch + 1, "beta": beta, "lr": optimizer.param_groups[0]["lr"], "train_loss": -objective, "train_elbo": elbo_mean,
+        entry = {"epoch": epoch + 1, "beta": beta, "lr": lr, "train_loss": -objective, "train_elbo": elbo_mean,
                  "train_reconstruction": recon, "train_kl": kl}
         if test_x is not None:
             scores = evaluate(model, test_x, batch_size=config.eval_batch_size, seed=config.seed + 3)
