@@ -7,6 +7,8 @@ batch 128): vaelib against the classic loop of the PyTorch example
 ``--root`` must hold ``MNIST/raw/`` with the *uncompressed* IDX files that
 torchvision's MNIST class reads (vaelib reads those too).  Prints both times,
 both losses (nats per example) and the speed ratio, and writes them as JSON.
+A third row times the layers' forward and backward passes alone (no loss, no
+optimizer): a lower bound for any loop, which says what ratio the machine allows.
 """
 
 from __future__ import annotations
@@ -44,11 +46,13 @@ def reference_loss(x_hat, x, mu, logvar):
     return bce - 0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
 
 
-def reference_epoch(root: str, device: torch.device, seed: int) -> dict:
+def reference_epoch(root: str, device: torch.device, seed: int, n_train: int | None = None) -> dict:
     from torchvision import datasets, transforms
 
     torch.manual_seed(seed)
     data = datasets.MNIST(root, train=True, download=False, transform=transforms.ToTensor())
+    if n_train is not None:
+        data = torch.utils.data.Subset(data, range(n_train))
     loader = torch.utils.data.DataLoader(data, batch_size=128, shuffle=True, pin_memory=device.type == "cuda")
     model = ReferenceVAE().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -67,8 +71,8 @@ def reference_epoch(root: str, device: torch.device, seed: int) -> dict:
     return {"seconds": time.perf_counter() - start, "train_loss": total / len(data)}
 
 
-def vaelib_epoch(root: str, device: torch.device, seed: int) -> dict:
-    x, _ = vl.load("mnist", "train", root=root, download=False)
+def vaelib_epoch(root: str, device: torch.device, seed: int, n_train: int | None = None) -> dict:
+    x = vl.load("mnist", "train", root=root, download=False)[0][:n_train]
     torch.manual_seed(seed)
     model = vl.VAE()
     config = vl.TrainConfig(epochs=1, batch_size=128, lr=1e-3, seed=seed, device=str(device))
@@ -78,24 +82,52 @@ def vaelib_epoch(root: str, device: torch.device, seed: int) -> dict:
     return {"seconds": time.perf_counter() - start, "epoch_seconds": history[0]["seconds"], "train_loss": history[0]["train_loss"]}
 
 
+def floor_epoch(root: str, device: torch.device, seed: int, n_train: int | None = None) -> dict:
+    """A lower bound for any training loop of this model: the layers' forward and backward passes alone.
+
+    The same five linear layers, batches and batch size, but no sampling, no loss and no optimizer
+    step: what is left is the matrix products (and activations) that every implementation must do.
+    """
+    x = vl.load("mnist", "train", root=root, download=False)[0][:n_train]
+    torch.manual_seed(seed)
+    model = vl.VAE().to(device)
+    x = x.to(device)
+    order = torch.randperm(x.shape[0], device=device)
+    start = time.perf_counter()
+    for i in range(0, x.shape[0], 128):
+        mu, logvar = model.encode(x.index_select(0, order[i : i + 128]))  # (B, D) each
+        (model.decode(mu).sum() + logvar.sum()).backward()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return {"seconds": time.perf_counter() - start}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="vaelib vs the PyTorch example's loop, one epoch each")
     parser.add_argument("--root", required=True, help="directory holding MNIST/raw with uncompressed IDX files")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="write the results here as JSON")
+    parser.add_argument("--n-train", type=int, default=None, help="use only the first N training images (a quick check)")
     args = parser.parse_args(argv)
     device = vl.resolve_device(args.device)
-    vaelib_epoch(args.root, device, args.seed + 1)  # warm-up: first-call costs (allocator, kernels) hit neither timed run
-    ref = reference_epoch(args.root, device, args.seed)
-    ours = vaelib_epoch(args.root, device, args.seed)
+    n = args.n_train
+    if n is not None and not 1 <= n <= 60000:
+        parser.error(f"--n-train must be between 1 and 60000 (MNIST has 60,000 training images), got {n}")
+    vaelib_epoch(args.root, device, args.seed + 1, n)  # warm-up: first-call costs (allocator, kernels) hit neither timed run
+    ref = reference_epoch(args.root, device, args.seed, n)
+    ours = vaelib_epoch(args.root, device, args.seed, n)
+    floor = floor_epoch(args.root, device, args.seed, n)
     ratio = ref["seconds"] / ours["seconds"]
     result = {
         "machine": vl.burda.machine_description(device),
         "device": str(device),
+        "n_train": n or 60000,
         "reference": ref,
         "vaelib": ours,
         "speedup": ratio,
+        "layers_only": floor,
+        "speedup_bound": ref["seconds"] / floor["seconds"],
         "loss_difference_nats": ours["train_loss"] - ref["train_loss"],
         "torch": torch.__version__,
     }
@@ -103,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'loop':<28}{'seconds/epoch':>14}{'train loss (nats)':>20}")
     print(f"{'PyTorch example (DataLoader)':<28}{ref['seconds']:>14.2f}{ref['train_loss']:>20.2f}")
     print(f"{'vaelib.fit':<28}{ours['seconds']:>14.2f}{ours['train_loss']:>20.2f}")
+    print(f"{'layers only (lower bound)':<28}{floor['seconds']:>14.2f}{'-':>20}")
+    print(f"no loop of this model can beat {result['speedup_bound']:.2f}x here (forward and backward passes alone)")
     print(f"speedup {ratio:.2f}x, loss difference {result['loss_difference_nats']:+.2f} nats")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
