@@ -47,6 +47,15 @@ def test_experiment_resumes_across_calls_and_reports_the_bound(tmp_path):
     assert "| IWAE | 5 | 2 |" in table and "85.54" in table and "not finished" in table
 
 
+def test_experiment_trains_on_the_published_59600_images_by_default(tmp_path):
+    root = _root()
+    # time_limit=0 stops after one epoch, before the evaluation: only the training set size is checked here
+    row = vl.burda.run_experiment(1, epochs=2, run_dir=tmp_path, n_test=10, batch_size=200, device="cpu", root=root,
+                                  progress=False, time_limit=0.0)
+    assert row["n_train"] == 59_600 and row["epochs_done"] == 1
+    assert vl.load_checkpoint(tmp_path / "k1.pt")["history"][0]["train_loss"] > 0
+
+
 def test_script_writes_json_and_table(tmp_path):
     root = _root()
     out = tmp_path / "results.json"
