@@ -1,20 +1,28 @@
 """One training epoch of the default MLP VAE (784-400-20, Bernoulli, Adam 1e-3,
-batch 128): vaelib against the classic loop of the PyTorch example
-(torchvision MNIST + ToTensor + DataLoader), side by side in one process.
+batch 128), four ways, interleaved in one process over several rounds:
 
-    python benchmarks/epoch_speed.py --root DIR [--device cpu|cuda] [--out FILE.json]
+* the classic loop of the PyTorch example (torchvision MNIST + ToTensor + DataLoader);
+* ``vl.fit`` (its epoch time, and its wall time with moving and checking the data);
+* ``vl.train_epoch``, the loop that fit runs, alone;
+* the layers' forward and backward passes alone (no loss, no optimizer): a lower
+  bound for any loop, which says what ratio the machine allows.
+
+    python benchmarks/epoch_speed.py --root DIR [--device cpu|cuda] [--rounds 5] [--out FILE.json]
 
 ``--root`` must hold ``MNIST/raw/`` with the *uncompressed* IDX files that
-torchvision's MNIST class reads (vaelib reads those too).  Prints both times,
-both losses (nats per example) and the speed ratio, and writes them as JSON.
-A third row times the layers' forward and backward passes alone (no loss, no
-optimizer): a lower bound for any loop, which says what ratio the machine allows.
+torchvision's MNIST class reads (vaelib reads those too).  Each round runs
+every loop once, in an order rotated from round to round, so a shared
+machine's slow spells hit all loops alike; the script prints and saves the
+median, minimum and maximum of each loop and the ratios of the medians.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -46,6 +54,14 @@ def reference_loss(x_hat, x, mu, logvar):
     return bce - 0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
 
 
+def machine_description(device: torch.device) -> str:
+    """A one-line description of where a run happened."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda}), torch {torch.__version__}"
+    return (f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+            f"{torch.get_num_threads()} threads, torch {torch.__version__}")
+
+
 def reference_epoch(root: str, device: torch.device, seed: int, n_train: int | None = None) -> dict:
     from torchvision import datasets, transforms
 
@@ -71,14 +87,25 @@ def reference_epoch(root: str, device: torch.device, seed: int, n_train: int | N
     return {"seconds": time.perf_counter() - start, "train_loss": total / len(data)}
 
 
-def vaelib_epoch(x: torch.Tensor, device: torch.device, seed: int) -> dict:
-    torch.manual_seed(seed)
-    model = vl.VAE()
+def fit_epoch(x: torch.Tensor, device: torch.device, seed: int) -> dict:
+    """One epoch of ``vl.fit``: wall time (with moving the data and checking it once) and the epoch's own time."""
+    model = vl.build_model(vl.VAEConfig(), seed=seed)
     config = vl.TrainConfig(epochs=1, batch_size=128, lr=1e-3, seed=seed, device=str(device))
     start = time.perf_counter()
     history = vl.fit(model, x, None, config, progress=False)
-    # Wall time includes moving the data to the device and the one-off input check.
-    return {"seconds": time.perf_counter() - start, "epoch_seconds": history[0]["seconds"], "train_loss": history[0]["train_loss"]}
+    return {"seconds": history[0]["seconds"], "wall_seconds": time.perf_counter() - start,
+            "train_loss": history[0]["train_loss"]}
+
+
+def train_epoch_only(x: torch.Tensor, device: torch.device, seed: int) -> dict:
+    """One call of ``vl.train_epoch``, the loop that fit runs, on data already on the device."""
+    model = vl.build_model(vl.VAEConfig(), seed=seed).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    x = x.to(device)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    start = time.perf_counter()
+    means = vl.train_epoch(model, x, optimizer, batch_size=128, generator=generator)
+    return {"seconds": time.perf_counter() - start, "train_loss": -means["objective"]}
 
 
 def floor_epoch(x: torch.Tensor, device: torch.device, seed: int) -> dict:
@@ -87,8 +114,7 @@ def floor_epoch(x: torch.Tensor, device: torch.device, seed: int) -> dict:
     The same five linear layers, batches and batch size, but no sampling, no loss and no optimizer
     step: what is left is the matrix products (and activations) that every implementation must do.
     """
-    torch.manual_seed(seed)
-    model = vl.VAE().to(device)
+    model = vl.build_model(vl.VAEConfig(), seed=seed).to(device)
     x = x.to(device)
     order = torch.randperm(x.shape[0], device=device)
     start = time.perf_counter()
@@ -100,11 +126,24 @@ def floor_epoch(x: torch.Tensor, device: torch.device, seed: int) -> dict:
     return {"seconds": time.perf_counter() - start}
 
 
+LOOPS = {  # name: (label, function, needs the torchvision root)
+    "reference": ("PyTorch example (DataLoader)", reference_epoch, True),
+    "fit": ("vaelib.fit", fit_epoch, False),
+    "train_epoch": ("vaelib.train_epoch", train_epoch_only, False),
+    "layers_only": ("layers only (lower bound)", floor_epoch, False),
+}
+
+
+def _spread(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": values}
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="vaelib vs the PyTorch example's loop, one epoch each")
+    parser = argparse.ArgumentParser(description="vaelib vs the PyTorch example's loop, interleaved over rounds")
     parser.add_argument("--root", required=True, help="directory holding MNIST/raw with uncompressed IDX files")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=5, help="rounds; each runs every loop once, in a rotated order")
     parser.add_argument("--out", default=None, help="write the results here as JSON")
     parser.add_argument("--n-train", type=int, default=None, help="use only the first N training images (a quick check)")
     args = parser.parse_args(argv)
@@ -112,31 +151,42 @@ def main(argv: list[str] | None = None) -> int:
     n = args.n_train
     if n is not None and not 1 <= n <= 60000:
         parser.error(f"--n-train must be between 1 and 60000 (MNIST has 60,000 training images), got {n}")
-    x = vl.load("mnist", "train", root=args.root, download=False)[0][:n]  # (N, 784), read once for both vaelib rows
-    vaelib_epoch(x, device, args.seed + 1)  # warm-up: first-call costs (allocator, kernels) hit neither timed run
-    ref = reference_epoch(args.root, device, args.seed, n)
-    ours = vaelib_epoch(x, device, args.seed)
-    floor = floor_epoch(x, device, args.seed)
-    ratio = ref["seconds"] / ours["seconds"]
+    if args.rounds < 1:
+        parser.error(f"--rounds must be >= 1, got {args.rounds}")
+    x = vl.load("mnist", "train", root=args.root, download=False)[0][:n]  # (N, 784), read once for every vaelib row
+    fit_epoch(x, device, args.seed + 1)  # warm-up: first-call costs (allocator, kernels) hit no timed run
+    names = list(LOOPS)
+    runs: dict[str, list[dict]] = {name: [] for name in names}
+    for r in range(args.rounds):
+        # Rotate the order every round: a shared machine's slow spells then hit every loop alike.
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            _, function, needs_root = LOOPS[name]
+            runs[name].append(function(args.root, device, args.seed, n) if needs_root else function(x, device, args.seed))
+    seconds = {name: _spread([run["seconds"] for run in runs[name]]) for name in names}
+    median = {name: seconds[name]["median"] for name in names}
     result = {
-        "machine": vl.burda.machine_description(device),
+        "machine": machine_description(device),
         "device": str(device),
         "n_train": x.shape[0],
-        "reference": ref,
-        "vaelib": ours,
-        "speedup": ratio,
-        "layers_only": floor,
-        "speedup_bound": ref["seconds"] / floor["seconds"],
-        "loss_difference_nats": ours["train_loss"] - ref["train_loss"],
+        "rounds": args.rounds,
+        "seconds": seconds,
+        "train_loss": {name: runs[name][0]["train_loss"] for name in names if "train_loss" in runs[name][0]},
+        "fit_wall_seconds": _spread([run["wall_seconds"] for run in runs["fit"]]),
+        "speedup": median["reference"] / median["fit"],
+        "speedup_bound": median["reference"] / median["layers_only"],
+        "fit_over_train_epoch": median["fit"] / median["train_epoch"],
+        "fit_over_layers_only": median["fit"] / median["layers_only"],
         "torch": torch.__version__,
     }
-    print(f"machine: {result['machine']}")
-    print(f"{'loop':<28}{'seconds/epoch':>14}{'train loss (nats)':>20}")
-    print(f"{'PyTorch example (DataLoader)':<28}{ref['seconds']:>14.2f}{ref['train_loss']:>20.2f}")
-    print(f"{'vaelib.fit':<28}{ours['seconds']:>14.2f}{ours['train_loss']:>20.2f}")
-    print(f"{'layers only (lower bound)':<28}{floor['seconds']:>14.2f}{'-':>20}")
-    print(f"no loop of this model can beat {result['speedup_bound']:.2f}x here (forward and backward passes alone)")
-    print(f"speedup {ratio:.2f}x, loss difference {result['loss_difference_nats']:+.2f} nats")
+    result["loss_difference_nats"] = result["train_loss"]["fit"] - result["train_loss"]["reference"]
+    print(f"machine: {result['machine']}; {args.rounds} interleaved rounds, {x.shape[0]} images per epoch")
+    print(f"{'loop':<30}{'median s/epoch':>15}{'min':>8}{'max':>8}{'train loss (nats)':>19}")
+    for name in names:
+        loss = result["train_loss"].get(name)
+        print(f"{LOOPS[name][0]:<30}{median[name]:>15.2f}{seconds[name]['min']:>8.2f}{seconds[name]['max']:>8.2f}"
+              f"{'-' if loss is None else f'{loss:.2f}':>19}")
+    print(f"speedup of fit over the example {result['speedup']:.2f}x (bound {result['speedup_bound']:.2f}x); "
+          f"fit / train_epoch {result['fit_over_train_epoch']:.2f}; fit / layers only {result['fit_over_layers_only']:.2f}")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

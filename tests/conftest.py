@@ -21,7 +21,11 @@ import numpy as np
 import pytest
 import torch
 
+import vaelib
 import vaelib as vl
+import vaelib.checkpoint
+import vaelib.data
+import vaelib.train
 
 # One intra-op thread: the models here are tiny, and on a busy two-core machine PyTorch's
 # second thread spin-waits for the first, which made this suite ten times slower (6 min
@@ -147,7 +151,7 @@ def fake_mnist_writer():
 def no_download(monkeypatch):
     """Make any attempt to download a data set fail the test."""
 
-    def _refuse(name, root):
+    def _refuse(name, root, timeout=None):
         raise AssertionError(f"vaelib tried to download {name} into {root}, but the files are on disk")
 
     monkeypatch.setattr(vl.data, "_download", _refuse)
@@ -163,7 +167,7 @@ def mnist() -> dict:
     root = os.environ.get("VAELIB_DATA")
     if not root:
         pytest.skip("VAELIB_DATA is not set; point it at a directory holding MNIST/raw/*.gz to run the real-MNIST tests")
-    if vl.find_dataset("mnist", root) is None:
+    if vaelib.data.find_dataset("mnist", root) is None:
         pytest.fail(
             f"VAELIB_DATA={root} but no MNIST IDX files were found in {root}/MNIST/raw or {root}/MNIST; "
             "put the four files (train/t10k images and labels, .gz or plain) there",

@@ -10,7 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+import vaelib
 import vaelib as vl
+import vaelib.checkpoint
+import vaelib.data
+import vaelib.train
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
@@ -45,7 +49,7 @@ def test_mnist_loads_from_vaelib_data_without_the_network(mnist, no_download, mo
     monkeypatch.setenv("VAELIB_DATA", str(mnist["root"]))
     x, y = vl.load("mnist", "test")  # root from the environment; download allowed but never needed
     assert torch.equal(x, mnist["test_x"]) and torch.equal(y, mnist["test_y"])
-    assert vl.find_dataset("mnist") == mnist["root"] / "MNIST" / "raw"
+    assert vaelib.data.find_dataset("mnist") == mnist["root"] / "MNIST" / "raw"
 
 
 def test_binarized_mnist_is_binary_with_the_grey_mean(mnist):
@@ -64,7 +68,7 @@ def test_binarized_mnist_is_binary_with_the_grey_mean(mnist):
 
 @pytest.mark.skipif(not FASHION.is_dir(), reason=f"Fashion-MNIST is not installed at {FASHION} (Debian's dataset-fashion-mnist)")
 def test_fashion_mnist_from_the_system_location(tmp_path, no_download):
-    assert vl.find_dataset("fashion-mnist", root=tmp_path) == FASHION
+    assert vaelib.data.find_dataset("fashion-mnist", root=tmp_path) == FASHION
     x, y = vl.load("fashion-mnist", "train", root=tmp_path)
     assert x.shape == (60000, 784) and x.dtype == torch.float32
     assert torch.bincount(y, minlength=10).tolist() == [6000] * 10
@@ -87,15 +91,15 @@ def clean_env(monkeypatch, tmp_path):
 
 
 def test_data_root_precedence(clean_env, tmp_path):
-    assert vl.data_root() == tmp_path / "xdg" / "vaelib"
+    assert vaelib.data.data_root() == tmp_path / "xdg" / "vaelib"
     clean_env.delenv("XDG_CACHE_HOME")
-    assert vl.data_root() == tmp_path / "home" / ".cache" / "vaelib"
+    assert vaelib.data.data_root() == tmp_path / "home" / ".cache" / "vaelib"
     clean_env.setenv("VAELIB_DATA", str(tmp_path / "env"))
-    assert vl.data_root() == tmp_path / "env"
-    assert vl.data_root(tmp_path / "arg") == tmp_path / "arg"
-    assert vl.data_root(str(tmp_path / "arg")) == tmp_path / "arg"
+    assert vaelib.data.data_root() == tmp_path / "env"
+    assert vaelib.data.data_root(tmp_path / "arg") == tmp_path / "arg"
+    assert vaelib.data.data_root(str(tmp_path / "arg")) == tmp_path / "arg"
     clean_env.setenv("VAELIB_DATA", "")  # empty counts as unset
-    assert vl.data_root() == tmp_path / "home" / ".cache" / "vaelib"
+    assert vaelib.data.data_root() == tmp_path / "home" / ".cache" / "vaelib"
 
 
 @pytest.mark.parametrize("gz", [False, True])
@@ -122,7 +126,7 @@ def test_load_prefers_argument_then_environment_then_cache(clean_env, tmp_path, 
 @pytest.mark.parametrize("layout", ["MNIST/raw", "MNIST"])
 def test_load_parses_idx_files_exactly(tmp_path, fake_mnist_writer, no_download, gz, layout):
     arrays = fake_mnist_writer(tmp_path / layout, n_train=5, n_test=3, fill=9, gz=gz)
-    assert vl.find_dataset("mnist", tmp_path) == tmp_path / layout
+    assert vaelib.data.find_dataset("mnist", tmp_path) == tmp_path / layout
     for split in ("train", "test"):
         x, y = vl.load("mnist", split, root=tmp_path)
         assert x.dtype == torch.float32 and y.dtype == torch.int64
@@ -159,11 +163,11 @@ def test_missing_data_set_offline_names_the_paths_searched(clean_env, tmp_path):
     message = str(info.value)
     assert str(tmp_path / "MNIST" / "raw") in message and str(tmp_path / "MNIST") in message
     assert "VAELIB_DATA" in message
-    assert vl.find_dataset("mnist", tmp_path) is None
+    assert vaelib.data.find_dataset("mnist", tmp_path) is None
 
 
 def test_a_failed_download_is_a_data_error_naming_the_paths(tmp_path, monkeypatch):
-    def offline(name, root):
+    def offline(name, root, timeout):
         raise OSError("Temporary failure in name resolution")
 
     monkeypatch.setattr(vl.data, "_download", offline)
@@ -175,7 +179,7 @@ def test_a_failed_download_is_a_data_error_naming_the_paths(tmp_path, monkeypatc
 def test_three_of_four_files_is_missing(tmp_path, fake_mnist_writer):
     fake_mnist_writer(tmp_path / "MNIST" / "raw")
     (tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").unlink()
-    assert vl.find_dataset("mnist", tmp_path) is None
+    assert vaelib.data.find_dataset("mnist", tmp_path) is None
     with pytest.raises(vl.DataError, match="not on disk"):
         vl.load("mnist", root=tmp_path, download=False)
 
@@ -219,7 +223,7 @@ def test_unknown_names_and_splits(tmp_path):
     with pytest.raises(vl.DataError, match="unknown data set 'cifar'"):
         vl.load("cifar", root=tmp_path)
     with pytest.raises(vl.DataError, match="unknown data set"):
-        vl.find_dataset("kmnist", tmp_path)
+        vaelib.data.find_dataset("kmnist", tmp_path)
     with pytest.raises(vl.DataError, match="split must be 'train' or 'test'"):
         vl.load("mnist", "validation", root=tmp_path)
 

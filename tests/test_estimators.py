@@ -13,7 +13,11 @@ import math
 import pytest
 import torch
 
+import vaelib
 import vaelib as vl
+import vaelib.checkpoint
+import vaelib.data
+import vaelib.train
 from vaelib.errors import VaelibError
 
 E = vl.estimators
@@ -254,8 +258,8 @@ def test_elbo_pathwise_gradient_matches_the_closed_form():
     m, lv = mu.clone().requires_grad_(True), logvar.clone().requires_grad_(True)
     rec, kl = _closed_form_elbo(model, x, m, lv)
     exact_mu, exact_lv = torch.autograd.grad((rec - kl).sum(), (m, lv))
-    # Closed form agrees with vl.exact's linear-Gaussian ELBO.
-    lg = vl.LinearGaussian(model.decoder[0].weight.detach(), model.decoder[0].bias.detach(), model.config.gaussian_logvar)
+    # Closed form agrees with vl.linear_gaussian's linear-Gaussian ELBO.
+    lg = vl.linear_gaussian.LinearGaussian(model.decoder[0].weight.detach(), model.decoder[0].bias.detach(), model.config.gaussian_logvar)
     assert torch.allclose(lg.elbo(x, mu, logvar), (rec - kl).detach(), atol=1e-10)
 
     # Per-sample pathwise gradients of the reconstruction term, through the model's decoder.
@@ -271,14 +275,14 @@ def test_elbo_pathwise_gradient_matches_the_closed_form():
     # vl.elbo with K samples: autograd gives the same K-sample estimate as the estimator's mean.
     eps = torch.randn(64, 4, 3, generator=g, dtype=DT)
     m2, lv2 = mu.clone().requires_grad_(True), logvar.clone().requires_grad_(True)
-    terms = vl.elbo(model, x, n_samples=64, q=(m2, lv2), eps=eps)
+    terms = vl.objective(model, x, k=64, q=(m2, lv2), eps=eps)
     terms.elbo.sum().backward()
     e_mu, e_lv = E.reparameterized_gradient(reconstruction, mu, logvar, eps=eps)
     assert torch.allclose(m2.grad, e_mu.mean(0) - kl_mu, atol=1e-10)
     assert torch.allclose(lv2.grad, e_lv.mean(0) - kl_lv, atol=1e-10)
     # The KL term of vl.elbo is exact: its gradient has no noise at all.
     m3, lv3 = mu.clone().requires_grad_(True), logvar.clone().requires_grad_(True)
-    vl.elbo(model, x, n_samples=64, q=(m3, lv3), eps=eps).kl.sum().backward()
+    vl.objective(model, x, k=64, q=(m3, lv3), eps=eps).kl.sum().backward()
     assert torch.allclose(m3.grad, kl_mu, atol=1e-12) and torch.allclose(lv3.grad, kl_lv, atol=1e-12)
 
 
@@ -291,7 +295,7 @@ def test_fixed_eps_elbo_matches_finite_differences_and_reaches_the_encoder():
     mu, logvar = mu.detach().requires_grad_(True), logvar.detach()
 
     def loss(m):
-        return vl.elbo(model, x, q=(m, logvar), eps=eps).loss()
+        return (-vl.objective(model, x, q=(m, logvar), eps=eps).objective.mean())
 
     loss(mu).backward()
     h = 1e-6
@@ -304,7 +308,7 @@ def test_fixed_eps_elbo_matches_finite_differences_and_reaches_the_encoder():
     # Through the encoder: every encoder weight matrix gets a non-zero gradient; eps gets none.
     model.zero_grad()
     eps_leaf = eps.clone()
-    vl.elbo(model, x, eps=eps_leaf).loss().backward()
+    (-vl.objective(model, x, eps=eps_leaf).objective.mean()).backward()
     for name, p in model.named_parameters():
         if not name.startswith("decoder") and name.endswith("weight"):
             assert p.grad is not None and p.grad.abs().sum() > 0, name

@@ -15,6 +15,7 @@ import torch
 from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal, kl_divergence as torch_kl
 
 from vaelib.errors import VaelibError
+from vaelib.gaussian import gaussian_kl, kl_standard_normal
 from vaelib.information import (
     GaussianFit,
     cross_entropy,
@@ -22,12 +23,10 @@ from vaelib.information import (
     fit_gaussian,
     gaussian_cross_entropy,
     gaussian_entropy,
-    gaussian_kl,
     gaussian_kl_monte_carlo,
     self_information,
     kl_divergence,
     kl_on_grid,
-    kl_standard_normal,
     mixture_log_prob,
     mixture_moments,
 )

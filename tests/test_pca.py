@@ -11,7 +11,11 @@ import pytest
 import scipy.linalg
 import torch
 
+import vaelib
 import vaelib as vl
+import vaelib.checkpoint
+import vaelib.data
+import vaelib.train
 from vaelib.errors import VaelibError
 
 
@@ -193,7 +197,7 @@ def test_transform_code_keeps_reconstructions(linear):
     A = torch.randn(3, 3, dtype=torch.float64) + 3 * torch.eye(3, dtype=torch.float64)
     b = torch.tensor([5.0, -2.0, 0.5], dtype=torch.float64)
     before = [p.clone() for p in ae.parameters()]
-    new = vl.pca.transform_code(ae, A, b)
+    new = vl.autoencoder.transform_code(ae, A, b)
     with torch.no_grad():
         torch.testing.assert_close(new(x), ae(x))
         torch.testing.assert_close(new.encode(x), ae.encode(x) @ A.T + b)
@@ -206,16 +210,16 @@ def test_transform_code_keeps_reconstructions(linear):
 
 def test_transform_code_rejects_vae_and_bad_matrix():
     with pytest.raises(VaelibError):
-        vl.pca.transform_code(vl.VAE(vl.VAEConfig(latent_dim=2, hidden_dims=(8,))), torch.eye(2))
+        vl.autoencoder.transform_code(vl.VAE(vl.VAEConfig(latent_dim=2, hidden_dims=(8,))), torch.eye(2))
     with pytest.raises(VaelibError):
-        vl.pca.transform_code(vl.Autoencoder(vl.AutoencoderConfig(latent_dim=2, hidden_dims=(8,))), torch.eye(3))
+        vl.autoencoder.transform_code(vl.Autoencoder(vl.AutoencoderConfig(latent_dim=2, hidden_dims=(8,))), torch.eye(3))
 
 
 def test_aggregate_moments_match_monte_carlo_of_the_mixture():
     g = torch.Generator().manual_seed(0)
     mu = torch.randn(5, 2, generator=g, dtype=torch.float64) * 2
     logvar = torch.randn(5, 2, generator=g, dtype=torch.float64)
-    mean, second = vl.pca.aggregate_moments(mu, logvar)
+    mean, second = vl.autoencoder.aggregate_moments(mu, logvar)
     # sample the mixture (1/n) sum_i N(mu_i, diag sigma_i^2)
     K = 200_000
     i = torch.randint(0, 5, (K,), generator=g)
@@ -223,7 +227,7 @@ def test_aggregate_moments_match_monte_carlo_of_the_mixture():
     torch.testing.assert_close(mean, z.mean(0), atol=0.03, rtol=0)
     torch.testing.assert_close(second, z.pow(2).mean(0), atol=0.1, rtol=0.02)
     # point codes: plain moments
-    m0, s0 = vl.pca.aggregate_moments(mu)
+    m0, s0 = vl.autoencoder.aggregate_moments(mu)
     torch.testing.assert_close(s0 - m0.pow(2), mu.var(0, unbiased=False))
 
 
@@ -232,7 +236,7 @@ def test_aggregate_moments_match_monte_carlo_of_the_mixture():
 def test_init_linear_autoencoder_is_a_centred_random_projection():
     ae = vl.Autoencoder(vl.AutoencoderConfig(image_shape=(1, 2, 5), latent_dim=3, linear=True)).double()
     mean = torch.linspace(-1, 1, 10, dtype=torch.float64)
-    assert vl.pca.init_linear_autoencoder_(ae, mean, generator=torch.Generator().manual_seed(0)) is ae
+    assert vl.autoencoder.init_linear_autoencoder_(ae, mean, generator=torch.Generator().manual_seed(0)) is ae
     Q = ae.decoder[0].weight.detach()
     torch.testing.assert_close(Q.T @ Q, torch.eye(3, dtype=torch.float64))
     x = torch.randn(6, 10, dtype=torch.float64)
@@ -240,7 +244,7 @@ def test_init_linear_autoencoder_is_a_centred_random_projection():
         torch.testing.assert_close(ae(x), vl.pca.pca_reconstruct(x, mean, Q))
         torch.testing.assert_close(ae.encode(mean[None]), torch.zeros(1, 3, dtype=torch.float64))
     with pytest.raises(VaelibError):
-        vl.pca.init_linear_autoencoder_(vl.Autoencoder(vl.AutoencoderConfig(latent_dim=2, hidden_dims=(8,))), torch.zeros(784))
+        vl.autoencoder.init_linear_autoencoder_(vl.Autoencoder(vl.AutoencoderConfig(latent_dim=2, hidden_dims=(8,))), torch.zeros(784))
 
 
 def test_linear_autoencoder_trained_by_fit_spans_the_pca_subspace(one_thread):
@@ -249,7 +253,7 @@ def test_linear_autoencoder_trained_by_fit_spans_the_pca_subspace(one_thread):
     mean, U, _ = vl.pca.fit_pca(x, M)
     torch.manual_seed(0)
     ae = vl.Autoencoder(vl.AutoencoderConfig(image_shape=(1, 4, 5), latent_dim=M, linear=True))
-    vl.pca.init_linear_autoencoder_(ae, x.mean(0), generator=torch.Generator().manual_seed(0))
+    vl.autoencoder.init_linear_autoencoder_(ae, x.mean(0), generator=torch.Generator().manual_seed(0))
     start = vl.pca.principal_angles(ae.decoder[0].weight.detach(), U)
     assert start.max() > math.radians(30)  # the random start is far from the answer
     for lr, epochs in ((1e-2, 10), (1e-3, 5)):
@@ -266,14 +270,14 @@ def test_linear_autoencoder_trained_by_fit_spans_the_pca_subspace(one_thread):
 def test_box_samples_stay_in_the_widened_box_and_cover_it():
     codes = torch.tensor([[0.0, -1.0], [2.0, 3.0], [1.0, 0.0]], dtype=torch.float64)
     g = torch.Generator().manual_seed(0)
-    z = vl.pca.box_samples(codes, 20_000, generator=g)
+    z = vl.autoencoder.box_samples(codes, 20_000, generator=g)
     assert z.shape == (20_000, 2) and z.dtype == torch.float64
     assert torch.all(z.min(0).values >= torch.tensor([0.0, -1.0], dtype=torch.float64))
     assert torch.all(z.max(0).values <= torch.tensor([2.0, 3.0], dtype=torch.float64))
     # uniform: mean at the centre, variance (max - min)^2 / 12
     torch.testing.assert_close(z.mean(0), torch.tensor([1.0, 1.0], dtype=torch.float64), atol=0.03, rtol=0)
     torch.testing.assert_close(z.var(0), torch.tensor([4.0, 16.0], dtype=torch.float64) / 12, rtol=0.03, atol=0)
-    wide = vl.pca.box_samples(codes, 20_000, width=2.0, generator=g)
+    wide = vl.autoencoder.box_samples(codes, 20_000, width=2.0, generator=g)
     torch.testing.assert_close(wide.var(0), 4 * torch.tensor([4.0, 16.0], dtype=torch.float64) / 12, rtol=0.03, atol=0)
     with pytest.raises(VaelibError):
-        vl.pca.box_samples(codes, 0)
+        vl.autoencoder.box_samples(codes, 0)

@@ -2,71 +2,45 @@
 
 The companion package of the book *Variational Autoencoders, from PCA to the
 ELBO*.  Import it as ``import vaelib as vl``; nothing runs on import.
+
+The public surface follows one rule: the names below are what a user of the
+VAE needs (the README and chapter 5 use them), and each chapter's toolbox is
+a namespace (``vl.gaussian``, ``vl.information``, ``vl.pca``,
+``vl.autoencoder``, ``vl.elbo``, ``vl.estimators``, ``vl.linear_gaussian``,
+``vl.plot``) whose ``__all__`` lists its own names.  Every public name has
+exactly one of these homes.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-from .checkpoint import load_checkpoint, load_model, save_checkpoint
-from .data import binarize, data_root, find_dataset, load
+from . import autoencoder, elbo, estimators, gaussian, information, linear_gaussian, pca, plot
+from .autoencoder import Autoencoder, AutoencoderConfig
+from .checkpoint import build_model, load_model
+from .data import binarize, load
+from .devices import resolve_device
+from .elbo import ELBOTerms, iwae_bound, kl_warmup, log_marginal_likelihood, objective
 from .errors import CheckpointError, DataError, DeviceError, VaelibError
-from .exact import LinearGaussian
 from .explore import active_units, encode_dataset, interpolate, kl_per_dimension, latent_grid, reconstruct, sample_prior
-from .information import (
-    GaussianFit,
-    cross_entropy,
-    entropy,
-    fit_gaussian,
-    gaussian_cross_entropy,
-    gaussian_entropy,
-    gaussian_kl,
-    gaussian_kl_monte_carlo,
-    kl_divergence,
-    kl_on_grid,
-    kl_standard_normal,
-    mixture_log_prob,
-    mixture_moments,
-    self_information,
-)
-from .losses import (
-    ELBOTerms,
-    bernoulli_log_likelihood,
-    check_images,
-    effective_sample_size,
-    elbo,
-    gaussian_log_likelihood,
-    iwae_bound,
-    kl_warmup,
-    log_marginal_likelihood,
-    log_normal,
-    log_weights,
-    reparameterize,
-)
-from .models import VAE, Autoencoder, AutoencoderConfig, VAEConfig, build_model
-from .train import TrainConfig, evaluate, fit, learning_rate, resolve_device
-from . import burda, estimators, exact, information, pca, plot  # chapter modules: vl.pca.*, ...
+from .models import VAE, VAEConfig
+from .pretrained import load_pretrained, pretrained_models
+from .train import TrainConfig, evaluate, fit, train_epoch
 
 __all__ = [
     "__version__",
     # models
     "VAE", "VAEConfig", "Autoencoder", "AutoencoderConfig", "build_model",
-    # information
-    "self_information", "entropy", "cross_entropy", "kl_divergence", "gaussian_entropy",
-    "gaussian_cross_entropy", "gaussian_kl", "kl_standard_normal", "gaussian_kl_monte_carlo",
-    "mixture_log_prob", "mixture_moments", "kl_on_grid", "fit_gaussian", "GaussianFit",
     # the objective
-    "bernoulli_log_likelihood", "gaussian_log_likelihood", "log_normal", "reparameterize",
-    "ELBOTerms", "elbo", "log_weights", "iwae_bound", "log_marginal_likelihood",
-    "effective_sample_size", "kl_warmup", "check_images",
-    # exact model
-    "LinearGaussian",
+    "objective", "ELBOTerms", "iwae_bound", "log_marginal_likelihood", "kl_warmup",
+    # training
+    "TrainConfig", "train_epoch", "fit", "evaluate",
     # data
-    "load", "binarize", "data_root", "find_dataset",
-    # training and checkpoints
-    "TrainConfig", "fit", "evaluate", "learning_rate", "resolve_device", "save_checkpoint", "load_checkpoint", "load_model",
+    "load", "binarize",
     # using a model
     "sample_prior", "reconstruct", "interpolate", "latent_grid", "encode_dataset", "kl_per_dimension", "active_units",
-    # chapter modules, used as vl.pca.*, vl.estimators.*, ...
-    "plot", "pca", "estimators", "exact", "information", "burda",
+    # models on disk and devices
+    "load_model", "load_pretrained", "pretrained_models", "resolve_device",
     # errors
     "VaelibError", "DataError", "CheckpointError", "DeviceError",
+    # the chapters' toolboxes, used as vl.pca.*, vl.information.*, ...
+    "gaussian", "information", "pca", "autoencoder", "elbo", "estimators", "linear_gaussian", "plot",
 ]

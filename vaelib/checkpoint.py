@@ -1,41 +1,99 @@
 """Checkpoints: everything needed to rebuild a model and resume its training.
 
 A checkpoint is a ``torch.save``'d dict holding the model kind and config, the
-weights, the optimizer state, the epoch, the training config and history, the
-random-number state and the vaelib version.  It is written to a temporary
-file in the same directory and then renamed over the target, so an
-interrupted save never destroys the previous checkpoint.  Loading uses
-``weights_only=True``: a checkpoint cannot run code.
+weights, and, when it was written during training, the optimizer state, the
+epoch, the training config and history, the random-number state and the data
+set's name, with the vaelib version.  It is written to a temporary file in
+the same directory and then renamed over the target, so an interrupted save
+never destroys the previous checkpoint (and a temporary file left by a killed
+process is removed by the next save).  Loading uses ``weights_only=True``: a
+checkpoint cannot run code.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
+import re
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .errors import CheckpointError
-from .models import build_model, config_dict, config_from_dict, model_kind
+from .autoencoder import Autoencoder, AutoencoderConfig
+from .devices import resolve_device
+from .errors import CheckpointError, VaelibError
+from .models import VAE, VAEConfig
+from .streams import STREAMS
 
-__all__ = ["save_checkpoint", "load_checkpoint", "load_model", "FORMAT"]
+__all__ = ["save_checkpoint", "load_checkpoint", "load_model", "build_model"]
 
 FORMAT = "vaelib-checkpoint"
 FORMAT_VERSION = 1
+MODELS = {"VAE": (VAEConfig, VAE), "Autoencoder": (AutoencoderConfig, Autoencoder)}  # kind: (config, model)
+REQUIRED = ("model_kind", "model_config", "model_state")  # what every checkpoint holds besides its marker
+
+
+def build_model(config, *, seed: int | None = None) -> nn.Module:
+    """The model a config describes: a ``VAE`` for a :class:`VAEConfig`, an ``Autoencoder`` for an
+    ``AutoencoderConfig``.
+
+    With ``seed`` the initial weights are drawn from the "init" random stream
+    of that seed (:data:`vaelib.streams.STREAMS`) without touching torch's
+    global generator; without it they come from the global generator.
+    """
+    for config_cls, model_cls in MODELS.values():
+        if isinstance(config, config_cls):
+            if seed is None:
+                return model_cls(config)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(seed) + STREAMS["init"])
+                return model_cls(config)
+    raise VaelibError(f"build_model needs a VAEConfig or AutoencoderConfig, got {type(config).__name__}")
+
+
+def model_kind(model: nn.Module) -> str:
+    """``"VAE"`` or ``"Autoencoder"``: the name under which a checkpoint stores the model's class."""
+    for kind, (_, model_cls) in MODELS.items():
+        if type(model) is model_cls:
+            return kind
+    raise VaelibError(f"expected a vaelib VAE or Autoencoder, got {type(model).__name__}")
+
+
+def config_from_dict(kind: str, values: dict):
+    """Rebuild a config of model ``kind`` ("VAE" or "Autoencoder") from a plain dict."""
+    if kind not in MODELS:
+        raise VaelibError(f"unknown model kind {kind!r}; expected one of {sorted(MODELS)}")
+    cls = MODELS[kind][0]
+    if not isinstance(values, dict):
+        raise VaelibError(f"a {cls.__name__} must be given as a dict of fields, got {type(values).__name__}")
+    unknown = set(values) - set(cls.__dataclass_fields__)
+    if unknown:
+        raise VaelibError(f"unknown {cls.__name__} fields {sorted(unknown)}; was this saved by a newer vaelib?")
+    return cls(**values)
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> None:
+    """Delete temporary files that an interrupted save of ``path`` (a killed process) left beside it."""
+    path = Path(path)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, **extra) -> Path:
     """Atomically write ``model`` (its kind, config and weights) and ``extra`` entries to ``path``.
 
     ``extra`` holds what resuming needs (``optimizer``, ``epoch``,
-    ``train_config``, ``history``, ``rng_state``); values must be tensors,
-    numbers, strings, or lists and dicts of them.
+    ``train_config``, ``history``, ``rng_state``, ``dataset``); values must be
+    tensors, numbers, strings, or lists and dicts of them.
     """
     from . import __version__
 
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory; name a checkpoint file inside it, e.g. {path / 'checkpoint.pt'}")
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         "format": FORMAT,
@@ -43,7 +101,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, **extra) -> Path:
         "vaelib_version": __version__,
         "torch_version": str(torch.__version__),
         "model_kind": model_kind(model),
-        "model_config": config_dict(model.config),
+        "model_config": asdict(model.config),
         "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         **extra,
     }
@@ -60,6 +118,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, **extra) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    remove_stale_temporaries(path)
     return path
 
 
@@ -70,22 +129,42 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"no checkpoint at {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        global_name = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+        if global_name is None:  # bad bytes rather than a forbidden object
+            raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt: {_first_line(err)}); "
+                                  "use an earlier checkpoint or train again") from err
+        # weights_only refuses anything but tensors and plain containers: a torch.save(model) file ends here.
+        raise CheckpointError(
+            f"{path} holds a pickled Python object ({global_name.group(1)}), not a vaelib checkpoint (was a whole "
+            f"model saved with torch.save(model)?); vaelib loads only tensors and plain data, which cannot run code. "
+            f"Save the model with vaelib.checkpoint.save_checkpoint, or its state_dict()"
+        ) from err
     except Exception as err:  # torch.load raises many types on bad bytes; all mean the same to the reader
         raise CheckpointError(
             f"{path} is not a readable checkpoint (truncated or corrupt: {type(err).__name__}: {_first_line(err)}); "
             "use an earlier checkpoint or train again"
         ) from err
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a vaelib checkpoint (no '{FORMAT}' marker); was it written by vaelib.save_checkpoint?")
-    if state.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"{path} uses checkpoint format {state['format_version']}; upgrade vaelib to read it")
+        raise CheckpointError(
+            f"{path} is not a vaelib checkpoint (no '{FORMAT}' marker); was it written by vaelib.save_checkpoint?"
+        )
+    if not isinstance(state.get("format_version"), int) or state["format_version"] > FORMAT_VERSION:
+        raise CheckpointError(f"{path} uses checkpoint format {state.get('format_version')!r}; upgrade vaelib to read it")
+    missing = [key for key in REQUIRED if key not in state]
+    if missing:
+        raise CheckpointError(f"{path} is an incomplete vaelib checkpoint: it lacks {', '.join(missing)}")
     return state
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild the model saved in a checkpoint, with its weights, in eval mode."""
+    """Rebuild the model saved in a checkpoint, with its weights, in eval mode, on ``device``."""
+    device = resolve_device(device)
     state = load_checkpoint(path)
-    model = build_model(config_from_dict(state["model_kind"], state["model_config"]))
+    try:
+        model = build_model(config_from_dict(state["model_kind"], state["model_config"]))
+    except VaelibError as err:
+        raise CheckpointError(f"{path}: {err}") from err
     restore_weights(model, state, path)
     return model.to(device).eval()
 
@@ -100,7 +179,7 @@ def restore_weights(model: nn.Module, state: dict, path: str | os.PathLike = "ch
         )
     try:
         model.load_state_dict(state["model_state"])
-    except RuntimeError as err:
+    except (RuntimeError, TypeError, AttributeError) as err:
         raise CheckpointError(f"{path}: weights do not fit the model: {_first_line(err)}") from err
 
 

@@ -7,13 +7,16 @@ looked for in ``<root>/MNIST/raw/`` and ``<root>/FashionMNIST/raw/`` (the
 layout torchvision uses); Fashion-MNIST is also found where Debian's
 ``dataset-fashion-mnist`` package puts it.  When the files are present the
 network is never touched; when they are missing, torchvision downloads them
-(if ``download=True``), and offline the error names every path searched.
+(if ``download=True``, with a timeout, removing what a failed download left
+behind), and offline the error names every path searched.
 """
 
 from __future__ import annotations
 
 import gzip
 import os
+import shutil
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +28,11 @@ from .errors import DataError
 __all__ = ["DATASETS", "data_root", "find_dataset", "load", "binarize"]
 
 DATASETS = {
-    # name: (folder under the root, torchvision class name, extra places to look)
-    "mnist": ("MNIST", "MNIST", ()),
-    "fashion-mnist": ("FashionMNIST", "FashionMNIST", ("/usr/share/datasets/fashion-mnist",)),
+    # name: (folder under the root, torchvision class name, extra places to look, image shape (C, H, W))
+    "mnist": ("MNIST", "MNIST", (), (1, 28, 28)),
+    "fashion-mnist": ("FashionMNIST", "FashionMNIST", ("/usr/share/datasets/fashion-mnist",), (1, 28, 28)),
 }
+DOWNLOAD_TIMEOUT = 30.0  # seconds a download may wait for the server before it gives up
 _FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -51,7 +55,7 @@ def _check_name(name: str) -> None:
 
 
 def _candidates(name: str, root: Path) -> list[Path]:
-    folder, _, extra = DATASETS[name]
+    folder, _, extra, _ = DATASETS[name]
     return [root / folder / "raw", root / folder, *map(Path, extra)]
 
 
@@ -90,13 +94,24 @@ def _read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims)
 
 
-def _download(name: str, root: Path) -> None:
+def _download(name: str, root: Path, timeout: float = DOWNLOAD_TIMEOUT) -> None:
+    """torchvision's download of ``name`` into ``root``, with a socket timeout; on failure, remove what it made."""
     import torchvision  # imported here: only a download needs it
 
-    _, cls_name, _ = DATASETS[name]
+    folder, cls_name, _, _ = DATASETS[name]
+    created = [p for p in (root, root / folder) if not p.exists()]
     cls = getattr(torchvision.datasets, cls_name)
-    for train in (True, False):
-        cls(str(root), train=train, download=True)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)  # torchvision's urllib calls take no timeout of their own
+    try:
+        for train in (True, False):
+            cls(str(root), train=train, download=True)
+    except BaseException:
+        for path in reversed(created):  # the data set's folder, then the root if this call made it
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+    finally:
+        socket.setdefaulttimeout(previous)
 
 
 def load(
@@ -106,12 +121,14 @@ def load(
     root: str | os.PathLike | None = None,
     download: bool = True,
     device: str | torch.device = "cpu",
+    timeout: float = DOWNLOAD_TIMEOUT,
 ) -> tuple[Tensor, Tensor]:
     """Images and labels of ``split`` ("train" or "test") of ``name``.
 
     Returns ``x`` (N, 784) float32 grey levels in [0, 1] and ``y`` (N,) int64,
     on ``device``.  Raises :class:`DataError` naming the paths searched when
-    the files are missing and cannot be downloaded.
+    the files are missing and cannot be downloaded; a download that hears
+    nothing from the server for ``timeout`` seconds fails.
     """
     _check_name(name)
     if split not in _FILES:
@@ -120,7 +137,7 @@ def load(
     directory = find_dataset(name, base)
     if directory is None and download:
         try:
-            _download(name, base)
+            _download(name, base, timeout)
         except Exception as err:  # offline, proxy, disk full: all end in the same advice
             reason = " ".join(str(err).split())
             searched = ", ".join(str(p) for p in _candidates(name, base))

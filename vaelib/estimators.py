@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from .errors import VaelibError
-from .losses import reparameterize
+from .gaussian import reparameterize
 
 __all__ = [
     "score_function_gradient",

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from .errors import VaelibError
+from .gaussian import LOG_2PI, log_normal, reparameterize
 
 __all__ = [
     "self_information",
@@ -32,8 +33,6 @@ __all__ = [
     "kl_divergence",
     "gaussian_entropy",
     "gaussian_cross_entropy",
-    "gaussian_kl",
-    "kl_standard_normal",
     "gaussian_kl_monte_carlo",
     "mixture_log_prob",
     "mixture_moments",
@@ -41,9 +40,6 @@ __all__ = [
     "GaussianFit",
     "fit_gaussian",
 ]
-
-_LOG_2PI = math.log(2.0 * math.pi)
-
 
 # --------------------------------------------------------------------------- checks
 
@@ -158,7 +154,7 @@ def gaussian_entropy(logvar: Tensor) -> Tensor:
     the units of ``z``: ``h(a z) = h(z) + D log|a|``.
     Reference: Cover and Thomas (2006), section 8.1.
     """
-    return 0.5 * (_LOG_2PI + 1.0 + logvar).sum(-1)
+    return 0.5 * (LOG_2PI + 1.0 + logvar).sum(-1)
 
 
 def gaussian_cross_entropy(mu_p: Tensor, logvar_p: Tensor, mu_q: Tensor, logvar_q: Tensor) -> Tensor:
@@ -167,35 +163,7 @@ def gaussian_cross_entropy(mu_p: Tensor, logvar_p: Tensor, mu_q: Tensor, logvar_
     ``1/2 sum_j [log(2 pi) + logvar_q + (exp(logvar_p) + (mu_p - mu_q)^2) / exp(logvar_q)]``.
     Shapes broadcast; (..., D) -> (...,).  Nats.
     """
-    return 0.5 * (_LOG_2PI + logvar_q + (logvar_p.exp() + (mu_p - mu_q).pow(2)) * torch.exp(-logvar_q)).sum(-1)
-
-
-def gaussian_kl(mu_q: Tensor, logvar_q: Tensor, mu_p: Tensor, logvar_p: Tensor, reduce: bool = True) -> Tensor:
-    """``KL(N(mu_q, diag s_q^2) || N(mu_p, diag s_p^2))`` in closed form.
-
-    Per dimension ``1/2 [logvar_p - logvar_q + (s_q^2 + (mu_q - mu_p)^2) / s_p^2 - 1]``.
-    Shapes broadcast; returns (..., D) per dimension when ``reduce=False``,
-    else the sum over the last dimension (...,).  Nats.
-    Reference: Kingma and Welling (2014), appendix B.
-    """
-    per_dim = 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p).pow(2)) * torch.exp(-logvar_p) - 1.0)
-    return per_dim.sum(-1) if reduce else per_dim
-
-
-def kl_standard_normal(mu: Tensor, logvar: Tensor, reduce: bool = True) -> Tensor:
-    """``KL(N(mu, diag exp(logvar)) || N(0, I))``, the VAE's regulariser.
-
-    Per dimension ``1/2 (mu^2 + exp(logvar) - logvar - 1)`` (Kingma and Welling
-    2014, appendix B).  ``mu``, ``logvar``: (B, D).  Returns (B, D) per
-    dimension when ``reduce=False``, else (B,) summed over latents.  Nats.
-    """
-    per_dim = 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1.0)
-    return per_dim.sum(-1) if reduce else per_dim
-
-
-def _normal_log_prob(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
-    """Elementwise ``log N(z; mu, exp(logvar))`` (no reduction)."""
-    return -0.5 * (_LOG_2PI + logvar + (z - mu).pow(2) * torch.exp(-logvar))
+    return 0.5 * (LOG_2PI + logvar_q + (logvar_p.exp() + (mu_p - mu_q).pow(2)) * torch.exp(-logvar_q)).sum(-1)
 
 
 def gaussian_kl_monte_carlo(
@@ -220,9 +188,8 @@ def gaussian_kl_monte_carlo(
     if n_samples < 2:
         raise VaelibError(f"n_samples must be >= 2 to give a standard error, got {n_samples}")
     mu_q, logvar_q, mu_p, logvar_p = torch.broadcast_tensors(mu_q, logvar_q, mu_p, logvar_p)
-    eps = torch.randn((n_samples, *mu_q.shape), generator=generator, dtype=mu_q.dtype, device=mu_q.device)
-    z = mu_q + torch.exp(0.5 * logvar_q) * eps  # (S, ..., D)
-    log_ratio = (_normal_log_prob(z, mu_q, logvar_q) - _normal_log_prob(z, mu_p, logvar_p)).sum(-1)  # (S, ...)
+    z = reparameterize(mu_q, logvar_q, n_samples, generator=generator)  # (S, ..., D)
+    log_ratio = log_normal(z, mu_q, logvar_q) - log_normal(z, mu_p, logvar_p)  # (S, ...)
     return log_ratio.mean(0), log_ratio.std(0) / math.sqrt(n_samples)
 
 
@@ -248,7 +215,7 @@ def mixture_log_prob(z: Tensor, weights: Tensor, mu: Tensor, logvar: Tensor) -> 
     in nats.  Reference: Bishop (2006), section 9.2.
     """
     _check_mixture(weights, mu, logvar)
-    log_comp = _normal_log_prob(z.unsqueeze(-1), mu, logvar)  # (..., K)
+    log_comp = log_normal(z.unsqueeze(-1), mu, logvar, reduce=False)  # (..., K)
     return torch.logsumexp(torch.log(weights) + log_comp, dim=-1)
 
 
@@ -347,7 +314,7 @@ def fit_gaussian(
         raise VaelibError(f"log_p on the grid must have shape {tuple(grid.shape)}, got {tuple(log_p_grid.shape)}")
 
     def divergence(params: Tensor) -> Tensor:
-        log_q_grid = _normal_log_prob(grid, params[0], 2.0 * params[1])
+        log_q_grid = log_normal(grid.unsqueeze(-1), params[0], 2.0 * params[1])  # (N,)
         if direction == "forward":
             return kl_on_grid(log_p_grid, log_q_grid, grid)
         return kl_on_grid(log_q_grid, log_p_grid, grid)

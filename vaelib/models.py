@@ -1,79 +1,104 @@
-"""Models: the VAE and the plain autoencoder (chapters 1 and 5).
+"""The VAE (chapters 4 and 5), optionally conditioned on a class label.
 
-A frozen config dataclass describes each model completely; ``build_model``
-rebuilds a model from its config, which is how checkpoints restore it.
+A frozen config dataclass describes a model completely;
+:func:`vaelib.build_model` rebuilds a model from its config, which is how
+checkpoints restore it.  The
+parameter names (``encoder.*``, ``to_mu``, ``to_logvar``, ``decoder.*``,
+``x_logvar``) are frozen: the pretrained weights shipped with vaelib rely on
+them.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
+from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import _checks
 from .errors import VaelibError
-from .losses import bernoulli_log_likelihood, check_images, gaussian_log_likelihood, reparameterize
+from .gaussian import log_normal, reparameterize
+from .elbo import bernoulli_log_likelihood
 
-__all__ = ["VAEConfig", "VAE", "AutoencoderConfig", "Autoencoder", "build_model", "config_from_dict"]
+__all__ = ["VAEConfig", "VAE"]
 
-_ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU, "softplus": nn.Softplus}
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU, "softplus": nn.Softplus}
+ARCHITECTURES = ("mlp", "conv")
+LIKELIHOODS = ("bernoulli", "gaussian")
+# A learned per-pixel variance is floored at this log-variance (sigma >= 0.01 on [0, 1] pixels): without a floor,
+# pixels that are always 0 (MNIST's border) let sigma -> 0 and the log-density grow without bound.
+GAUSSIAN_LOGVAR_FLOOR = math.log(1e-4)
 
 
-def _mlp(dims: list[int], activation: str | None, final_activation: bool = False) -> nn.Sequential:
+def mlp(dims: list[int], activation: str | None, final_activation: bool = False) -> nn.Sequential:
     """Linear layers through ``dims`` with ``activation`` between them (and after the last if asked)."""
     layers: list[nn.Module] = []
     for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
         layers.append(nn.Linear(d_in, d_out))
         if activation is not None and (i < len(dims) - 2 or final_activation):
-            layers.append(_ACTIVATIONS[activation]())
+            layers.append(ACTIVATIONS[activation]())
     return nn.Sequential(*layers)
 
 
-def _as_int_tuple(config, name: str) -> None:
-    """Store a sequence field as a tuple of ints, so configs built from lists (JSON,
-    argparse) compare equal to, and hash like, configs built from tuples."""
-    value = getattr(config, name)
-    try:
-        value = tuple(int(v) for v in value)
-    except TypeError:
-        raise VaelibError(f"{name} must be a sequence of integers, got {value!r}") from None
-    object.__setattr__(config, name, value)  # frozen dataclass: the documented way to normalise a field
+def normalise_config(config) -> None:
+    """Check a config's choices and counts, and store sequence fields as tuples of ints.
 
-
-def _check_choice(name: str, value: str, choices) -> None:
-    if value not in choices:
-        raise VaelibError(f"{name} must be one of {sorted(choices)}, got {value!r}")
+    Tuples make configs built from lists (JSON, argparse) compare equal to,
+    and hash like, configs built from tuples.  ``config.choices`` maps a
+    field to its allowed values; the CLI reads the same mapping.
+    """
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if f.name in config.choices:
+            _checks.choice(f.name, value, config.choices[f.name])
+        elif isinstance(value, (list, tuple)):
+            try:
+                value = tuple(_checks.count(f.name, v) for v in value)
+            except VaelibError:
+                raise VaelibError(f"{f.name} must be a sequence of positive integers, got {value!r}") from None
+            object.__setattr__(config, f.name, value)  # frozen dataclass: the documented way to normalise a field
+    if len(config.image_shape) != 3:
+        raise VaelibError(f"image_shape must be (C, H, W) with positive sizes, got {config.image_shape}")
+    object.__setattr__(config, "latent_dim", _checks.count("latent_dim", config.latent_dim))
 
 
 @dataclass(frozen=True)
 class VAEConfig:
     """Everything that defines a :class:`VAE`; saved in every checkpoint."""
 
-    image_shape: tuple[int, int, int] = (1, 28, 28)  # (C, H, W) of one input; P = C * H * W pixels
-    latent_dim: int = 20  # D, the size of z
-    hidden_dims: tuple[int, ...] = (400,)  # MLP hidden widths (encoder; the decoder mirrors them)
-    activation: str = "relu"  # nonlinearity: relu, tanh, elu, gelu or softplus
-    architecture: str = "mlp"  # "mlp" or "conv" (two stride-2 convolutions each way; H, W divisible by 4)
-    conv_channels: tuple[int, int] = (32, 64)  # channels of the two convolutions when architecture="conv"
-    likelihood: str = "bernoulli"  # p(x|z): "bernoulli" (decoder gives logits) or "gaussian" (decoder gives a mean)
-    gaussian_logvar: float = 0.0  # log sigma^2 of the Gaussian likelihood (its initial value when learned)
-    learn_gaussian_logvar: bool = False  # learn one log-variance per pixel instead of fixing it
+    image_shape: tuple[int, int, int] = (1, 28, 28)  #: (C, H, W) of one input; P = C * H * W pixels
+    latent_dim: int = 20  #: D, the size of z
+    hidden_dims: tuple[int, ...] = (400,)  #: MLP hidden widths (encoder; the decoder mirrors them)
+    activation: str = "relu"  #: nonlinearity between the layers
+    architecture: str = "mlp"  #: "mlp", or "conv": two stride-2 convolutions each way (H, W divisible by 4)
+    conv_channels: tuple[int, int] = (32, 64)  #: channels of the two convolutions when architecture="conv"
+    likelihood: str = "bernoulli"  #: p(x|z): "bernoulli" (decoder gives logits) or "gaussian" (gives a mean)
+    gaussian_logvar: float = 0.0  #: log sigma^2 of the Gaussian likelihood (the initial value when learned)
+    learn_gaussian_logvar: bool = False  #: learn one log sigma^2 per pixel, floored at log(1e-4)
+    num_classes: int = 0  #: condition encoder and decoder on a one-hot label with this many classes (0: none)
+
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {
+        "activation": tuple(ACTIVATIONS), "architecture": ARCHITECTURES, "likelihood": LIKELIHOODS,
+    }
 
     def __post_init__(self):
-        for name in ("image_shape", "hidden_dims", "conv_channels"):
-            _as_int_tuple(self, name)
-        _check_choice("activation", self.activation, _ACTIVATIONS)
-        _check_choice("architecture", self.architecture, {"mlp", "conv"})
-        _check_choice("likelihood", self.likelihood, {"bernoulli", "gaussian"})
-        if self.latent_dim < 1:
-            raise VaelibError(f"latent_dim must be >= 1, got {self.latent_dim}")
-        if len(self.image_shape) != 3 or min(self.image_shape) < 1:
-            raise VaelibError(f"image_shape must be (C, H, W) with positive sizes, got {self.image_shape}")
-        if any(h < 1 for h in self.hidden_dims):
-            raise VaelibError(f"hidden_dims must be positive, got {self.hidden_dims}")
+        normalise_config(self)
+        if self.num_classes < 0:
+            raise VaelibError(f"num_classes must be >= 0 (0: an unconditional VAE), got {self.num_classes}")
         if self.architecture == "conv" and (self.image_shape[1] % 4 or self.image_shape[2] % 4):
             raise VaelibError(f"the conv architecture needs H and W divisible by 4, got {self.image_shape}")
+        if self.architecture == "conv" and self.num_classes:
+            raise VaelibError("a conditional VAE (num_classes > 0) needs architecture='mlp'")
+        if not math.isfinite(self.gaussian_logvar):
+            raise VaelibError(f"gaussian_logvar must be finite, got {self.gaussian_logvar}")
+        if self.learn_gaussian_logvar and self.gaussian_logvar < GAUSSIAN_LOGVAR_FLOOR:
+            raise VaelibError(
+                f"a learned gaussian_logvar starts at or above its floor log(1e-4) = {GAUSSIAN_LOGVAR_FLOOR:.2f}, "
+                f"got {self.gaussian_logvar}"
+            )
 
     @property
     def input_dim(self) -> int:
@@ -87,34 +112,41 @@ class VAE(nn.Module):
 
     ``encode(x) -> (mu, logvar)``; ``decode(z) -> x_param`` (logits or mean);
     ``forward(x) -> (x_param, mu, logvar)`` with one reparameterized sample.
+    With ``num_classes > 0`` it is a conditional VAE (Sohn et al. 2015): the
+    encoder sees ``[x, onehot(y)]`` and the decoder ``[z, onehot(y)]``, and
+    every method takes the labels ``y`` (B,).
+
+    The encoder outputs ``logvar = log sigma^2`` rather than ``sigma``: a
+    linear layer's output ranges over all reals, and ``sigma = exp(logvar/2)``
+    is then positive without a constraint, while the KL and the
+    log-densities need ``log sigma^2`` anyway.
     """
 
     def __init__(self, config: VAEConfig | None = None):
         super().__init__()
         self.config = config = config or VAEConfig()
-        P, D = config.input_dim, config.latent_dim
+        P, D, C = config.input_dim, config.latent_dim, config.num_classes
         if config.architecture == "mlp":
-            widths = [P, *config.hidden_dims]
-            self.encoder = _mlp(widths, config.activation, final_activation=True)  # (B, F)
+            widths = [P + C, *config.hidden_dims]
+            self.encoder = mlp(widths, config.activation, final_activation=True)  # (B, F)
             feat = widths[-1]
-            self.decoder = _mlp([D, *reversed(config.hidden_dims), P], config.activation)
+            self.decoder = mlp([D + C, *reversed(config.hidden_dims), P], config.activation)
         else:
-            C, H, W = config.image_shape
+            C_in, H, W = config.image_shape
             c1, c2 = config.conv_channels
-            act = _ACTIVATIONS[config.activation]
-            self._conv_shape = (c2, H // 4, W // 4)
+            act = ACTIVATIONS[config.activation]
             feat = c2 * (H // 4) * (W // 4)
             self.encoder = nn.Sequential(
                 nn.Unflatten(1, config.image_shape),
-                nn.Conv2d(C, c1, 4, stride=2, padding=1), act(),  # (B, c1, H/2, W/2)
+                nn.Conv2d(C_in, c1, 4, stride=2, padding=1), act(),  # (B, c1, H/2, W/2)
                 nn.Conv2d(c1, c2, 4, stride=2, padding=1), act(),  # (B, c2, H/4, W/4)
                 nn.Flatten(),
             )
             self.decoder = nn.Sequential(
                 nn.Linear(D, feat), act(),
-                nn.Unflatten(1, self._conv_shape),
+                nn.Unflatten(1, (c2, H // 4, W // 4)),
                 nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1), act(),  # (B, c1, H/2, W/2)
-                nn.ConvTranspose2d(c1, C, 4, stride=2, padding=1),  # (B, C, H, W)
+                nn.ConvTranspose2d(c1, C_in, 4, stride=2, padding=1),  # (B, C, H, W)
                 nn.Flatten(),
             )
         self.to_mu = nn.Linear(feat, D)
@@ -126,124 +158,62 @@ class VAE(nn.Module):
             else:
                 self.register_buffer("x_logvar", logvar)
 
-    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    # The model interface that vl.objective and vl.evaluate rely on (vaelib.elbo.LatentVariableModel).
+    @property
+    def input_dim(self) -> int:
+        """P, the number of values in one flattened input."""
+        return self.config.input_dim
+
+    @property
+    def latent_dim(self) -> int:
+        """D, the size of z."""
+        return self.config.latent_dim
+
+    @property
+    def likelihood(self) -> str:
+        """``"bernoulli"`` or ``"gaussian"``."""
+        return self.config.likelihood
+
+    def _with_label(self, h: Tensor, y: Tensor | None) -> Tensor:
+        """``[h, onehot(y)]`` for a conditional model (y broadcast over h's leading dims); h itself otherwise."""
+        y = _checks.labels(y, h.shape[-2], self.config.num_classes)
+        if y is None:
+            return h
+        onehot = F.one_hot(y.to(h.device), self.config.num_classes).to(h.dtype)  # (B, C)
+        return torch.cat([h, onehot.expand(*h.shape[:-1], -1)], dim=-1)
+
+    def encode(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Parameters of ``q_phi(z|x)``: ``mu`` and ``logvar`` = log sigma^2, each (B, D)."""
-        x = check_images(x, self.config.input_dim, values=False)
-        h = self.encoder(x)  # (B, F)
+        x = _checks.images(x, self.input_dim, values=False, dtype=self.to_mu.weight.dtype)
+        h = self.encoder(self._with_label(x, y))  # (B, F)
         return self.to_mu(h), self.to_logvar(h)
 
-    def decode(self, z: Tensor) -> Tensor:
-        """Parameters of ``p_theta(x|z)`` for z of shape (..., D): logits or means, (..., P)."""
-        if z.shape[-1] != self.config.latent_dim:
-            raise VaelibError(f"z has {z.shape[-1]} dimensions but the model's latent_dim is {self.config.latent_dim}")
+    def decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        """Parameters of ``p_theta(x|z)`` for z of shape (..., B, D): logits or means, (..., B, P)."""
+        if z.shape[-1] != self.latent_dim:
+            raise VaelibError(f"z has {z.shape[-1]} dimensions but the model's latent_dim is {self.latent_dim}")
+        if self.config.num_classes or y is not None:
+            if z.dim() < 2:
+                raise VaelibError(f"z must have shape (..., B, D) to pair it with labels, got {tuple(z.shape)}")
+            z = self._with_label(z, y)
         lead = z.shape[:-1]
-        return self.decoder(z.reshape(-1, z.shape[-1])).reshape(*lead, self.config.input_dim)
+        return self.decoder(z.reshape(-1, z.shape[-1])).reshape(*lead, self.input_dim)
 
     def log_likelihood(self, x: Tensor, x_param: Tensor) -> Tensor:
-        """``log p_theta(x|z)`` from the decoder output; (..., P) -> (...,), nats."""
-        if self.config.likelihood == "bernoulli":
+        """``log p_theta(x|z)`` from the decoder output; (..., P) -> (...,), nats, summed over pixels."""
+        if self.likelihood == "bernoulli":
             return bernoulli_log_likelihood(x, x_param)
-        return gaussian_log_likelihood(x, x_param, self.x_logvar)
+        logvar = self.x_logvar.clamp_min(GAUSSIAN_LOGVAR_FLOOR) if self.config.learn_gaussian_logvar else self.x_logvar
+        return log_normal(x, x_param, logvar)
 
     def mean(self, x_param: Tensor) -> Tensor:
         """``x_hat = E[x|z]``: sigmoid of the logits, or the Gaussian mean."""
-        return torch.sigmoid(x_param) if self.config.likelihood == "bernoulli" else x_param
+        return torch.sigmoid(x_param) if self.likelihood == "bernoulli" else x_param
 
-    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(
+        self, x: Tensor, y: Tensor | None = None, *, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """One pass: encode, draw ``z = mu + sigma * eps``, decode.  Returns (x_param, mu, logvar)."""
-        mu, logvar = self.encode(x)
+        mu, logvar = self.encode(x, y)  # (B, D) each
         z = reparameterize(mu, logvar, generator=generator)  # (B, D)
-        return self.decode(z), mu, logvar
-
-
-@dataclass(frozen=True)
-class AutoencoderConfig:
-    """Everything that defines an :class:`Autoencoder`; saved in every checkpoint."""
-
-    image_shape: tuple[int, int, int] = (1, 28, 28)  # (C, H, W) of one input; P = C * H * W
-    latent_dim: int = 2  # M, the size of the code z
-    hidden_dims: tuple[int, ...] = (400,)  # hidden widths of the encoder (the decoder mirrors them)
-    activation: str = "relu"  # nonlinearity between layers
-    linear: bool = False  # True: e and d are single affine maps, no hidden layers (the PCA case)
-
-    likelihood = "gaussian"  # squared error is the Gaussian log-likelihood up to a constant
-
-    def __post_init__(self):
-        for name in ("image_shape", "hidden_dims"):
-            _as_int_tuple(self, name)
-        _check_choice("activation", self.activation, _ACTIVATIONS)
-        if self.latent_dim < 1:
-            raise VaelibError(f"latent_dim must be >= 1, got {self.latent_dim}")
-        if len(self.image_shape) != 3 or min(self.image_shape) < 1:
-            raise VaelibError(f"image_shape must be (C, H, W) with positive sizes, got {self.image_shape}")
-
-    @property
-    def input_dim(self) -> int:
-        return math.prod(self.image_shape)
-
-
-class Autoencoder(nn.Module):
-    """A deterministic autoencoder ``x_hat = d(e(x))`` trained on squared error.
-
-    With ``linear=True``, ``e(x) = E x + b_e`` and ``d(z) = U z + b_d``: its
-    optimum spans the same subspace as PCA with M components.
-    """
-
-    def __init__(self, config: AutoencoderConfig | None = None):
-        super().__init__()
-        self.config = config = config or AutoencoderConfig()
-        P, M = config.input_dim, config.latent_dim
-        hidden = () if config.linear else config.hidden_dims
-        activation = None if config.linear else config.activation
-        self.encoder = _mlp([P, *hidden, M], activation)
-        self.decoder = _mlp([M, *reversed(hidden), P], activation)
-
-    def encode(self, x: Tensor) -> Tensor:
-        """The code ``z = e(x)``, (B, M)."""
-        return self.encoder(check_images(x, self.config.input_dim, values=False))
-
-    def decode(self, z: Tensor) -> Tensor:
-        """The reconstruction ``x_hat = d(z)``, (..., P)."""
-        if z.shape[-1] != self.config.latent_dim:
-            raise VaelibError(f"z has {z.shape[-1]} dimensions but the model's latent_dim is {self.config.latent_dim}")
-        return self.decoder(z)
-
-    def mean(self, x_param: Tensor) -> Tensor:
-        return x_param
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.decode(self.encode(x))
-
-
-_CONFIGS = {"VAE": (VAEConfig, VAE), "Autoencoder": (AutoencoderConfig, Autoencoder)}
-
-
-def config_from_dict(kind: str, values: dict):
-    """Rebuild a config of model ``kind`` ("VAE" or "Autoencoder") from a plain dict."""
-    if kind not in _CONFIGS:
-        raise VaelibError(f"unknown model kind {kind!r}; expected one of {sorted(_CONFIGS)}")
-    cls = _CONFIGS[kind][0]
-    names = {f.name for f in fields(cls)}
-    unknown = set(values) - names
-    if unknown:
-        raise VaelibError(f"unknown {cls.__name__} fields {sorted(unknown)}; was this saved by a newer vaelib?")
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-
-
-def build_model(config) -> nn.Module:
-    """The model a config describes: ``VAE`` for :class:`VAEConfig`, ``Autoencoder`` for :class:`AutoencoderConfig`."""
-    for cls, model_cls in _CONFIGS.values():
-        if isinstance(config, cls):
-            return model_cls(config)
-    raise VaelibError(f"build_model needs a VAEConfig or AutoencoderConfig, got {type(config).__name__}")
-
-
-def model_kind(model: nn.Module) -> str:
-    for kind, (_, model_cls) in _CONFIGS.items():
-        if type(model) is model_cls:
-            return kind
-    raise VaelibError(f"expected a vaelib VAE or Autoencoder, got {type(model).__name__}")
-
-
-def config_dict(config) -> dict:
-    return asdict(config)
+        return self.decode(z, y), mu, logvar

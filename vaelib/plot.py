@@ -114,14 +114,14 @@ def training_curves(history: Sequence[dict], keys: Sequence[str] = ("elbo", "rec
     """One panel per quantity in ``keys``: its train and test values per epoch (nats)."""
     if not history:
         raise VaelibError("the history is empty: train for at least one epoch")
-    epochs = [h["epoch"] for h in history]
     fig = Figure(figsize=(4 * len(keys), 3.2), layout="constrained")
     axes = fig.subplots(1, len(keys), squeeze=False)[0]
     for ax, key in zip(axes, keys):
         for split, style in (("train", "-"), ("test", "--")):
             name = f"{split}_{key}"
-            if name in history[0]:
-                ax.plot(epochs, [h[name] for h in history], style, marker="o", ms=3, label=split)
+            points = [(h["epoch"], h[name]) for h in history if name in h]  # test keys: only evaluated epochs
+            if points:
+                ax.plot(*zip(*points), style, marker="o", ms=3, label=split)
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"{key} (nats)")
         ax.set_title(key)

@@ -1,11 +1,17 @@
-"""Training: one plain loop, ``fit``, and ``evaluate`` (chapter 5).
+"""Training: the loop, :func:`train_epoch`; :func:`fit` around it; and :func:`evaluate` (chapter 5).
 
-The data live as tensors on the training device; each step indexes a batch
-out of them (and, for dynamic binarization, draws its pixels there), so no
-per-image Python work and no host synchronisation happen inside an epoch.
-All randomness (shuffling, binarization, the reparameterization noise) comes
-from one ``torch.Generator`` whose state is checkpointed, so a resumed run
-continues exactly as an uninterrupted one would (on the CPU).
+``train_epoch`` is the whole algorithm, on one screen: shuffle, take a
+mini-batch, compute the objective, step.  Its speed comes from keeping the
+data as one tensor on the training device: each step gathers a batch out of
+it (and, for dynamic binarization, draws its pixels there), so no per-image
+Python work and no host synchronisation happen inside an epoch.
+
+``fit`` is orchestration around that loop: the learning-rate schedule and KL
+warm-up, evaluation on held-out data, atomic checkpoints after every epoch,
+resuming, a time limit and a progress bar.  Its randomness comes from the
+named streams of :mod:`vaelib.streams`, and the training stream's state is
+checkpointed, so a resumed run continues exactly as an uninterrupted one
+would (on the CPU).
 """
 
 from __future__ import annotations
@@ -14,58 +20,63 @@ import bisect
 import itertools
 import math
 import os
+import tempfile
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from .checkpoint import load_checkpoint, restore_weights, save_checkpoint
+from . import _checks, streams
+from .checkpoint import load_checkpoint, remove_stale_temporaries, restore_weights, save_checkpoint
 from .data import binarize
-from .errors import CheckpointError, DeviceError, VaelibError
-from .information import kl_standard_normal
-from .losses import check_images, elbo, kl_warmup, log_marginal_likelihood, log_weights
-from .models import Autoencoder
+from .devices import resolve_device
+from .errors import CheckpointError, VaelibError
+from .elbo import kl_warmup, log_marginal_likelihood, objective
 
-__all__ = ["TrainConfig", "learning_rate", "resolve_device", "fit", "evaluate", "progress_enabled"]
+__all__ = ["TrainConfig", "learning_rate", "train_epoch", "evaluate", "fit"]
+
+LR_SCHEDULES = ("constant", "burda")
+PIXELS = ("grey", "dynamic", "fixed")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """How to train; saved in every checkpoint."""
 
-    epochs: int = 10  # passes over the training set
-    batch_size: int = 128  # examples per Adam step
-    lr: float = 1e-3  # Adam learning rate (the initial one under a schedule)
-    lr_schedule: str = "constant"  # "constant", or "burda": Burda et al.'s 8 passes of 3^i epochs at lr * 10^(-i/7), laid over `epochs`
-    beta: float = 1.0  # weight of the KL term (1 is the ELBO; beta-VAE otherwise)
-    warmup_epochs: int = 0  # linear KL warm-up from beta/warmup_epochs to beta over this many epochs
-    k: int = 1  # importance samples per input: 1 trains the ELBO (VAE), k > 1 the bound L_k (IWAE)
-    pixels: str = "grey"  # "grey" levels in [0, 1], "dynamic" (fresh Bernoulli draw per step) or "fixed" binarization
-    seed: int = 0  # seeds shuffling, binarization and the reparameterization noise
-    device: str = "auto"  # "auto" (CUDA if present, else CPU), "cpu", "cuda" or "cuda:N"
-    amp: bool = False  # bfloat16 autocast on CUDA (ignored on the CPU)
-    eval_batch_size: int = 1000  # examples per batch when evaluating the test set
+    epochs: int = 10  #: passes over the training set
+    batch_size: int = 128  #: examples per Adam step
+    lr: float = 1e-3  #: Adam learning rate (the initial one under a schedule)
+    lr_schedule: str = "constant"  #: "constant", or "burda": Burda et al.'s 8 passes of 3^i epochs, laid over epochs
+    beta: float = 1.0  #: weight of the KL term (1 is the ELBO; a beta-VAE otherwise)
+    warmup_epochs: int = 0  #: linear KL warm-up from beta/warmup_epochs to beta over this many epochs
+    k: int = 1  #: importance samples per input: 1 trains the ELBO (VAE), k > 1 the bound L_k (IWAE)
+    pixels: str = "grey"  #: "grey" levels in [0, 1], "dynamic" (a fresh binary draw per step) or "fixed" binary
+    seed: int = 0  #: seeds every random stream of the run (vaelib.streams)
+    device: str = "auto"  #: "auto" (CUDA, then MPS, then the CPU), "cpu", "cuda", "cuda:N" or "mps"
+    amp: bool = False  #: bfloat16 autocast on CUDA (ignored elsewhere)
+    eval_batch_size: int = 1000  #: examples per batch when evaluating the test set
+    eval_every: int = 1  #: evaluate the test set every this many epochs (and after the last)
+    eval_k: int = 1  #: with k > 1, also record the test NLL estimate -L_k at each evaluation
+
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {"lr_schedule": LR_SCHEDULES, "pixels": PIXELS}
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size", "k", "eval_batch_size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise VaelibError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        if self.warmup_epochs < 0:
-            raise VaelibError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise VaelibError(f"lr must be a positive number, got {self.lr}")
-        if not (self.beta >= 0 and math.isfinite(self.beta)):
-            raise VaelibError(f"beta must be a non-negative number, got {self.beta}")
-        if self.lr_schedule not in ("constant", "burda"):
-            raise VaelibError(f"lr_schedule must be 'constant' or 'burda', got {self.lr_schedule!r}")
-        if self.pixels not in ("grey", "dynamic", "fixed"):
-            raise VaelibError(f"pixels must be 'grey', 'dynamic' or 'fixed', got {self.pixels!r}")
+        for name in ("epochs", "batch_size", "k", "eval_batch_size", "eval_every", "eval_k"):
+            object.__setattr__(self, name, _checks.count(name, getattr(self, name)))
+        for name in ("warmup_epochs", "seed"):
+            object.__setattr__(self, name, _checks.count(name, getattr(self, name), minimum=0))
+        object.__setattr__(self, "lr", _checks.number("lr", self.lr, positive=True))
+        object.__setattr__(self, "beta", _checks.number("beta", self.beta, minimum=0.0))
+        for name, allowed in self.choices.items():
+            _checks.choice(name, getattr(self, name), allowed)
         if self.k > 1 and self.beta != 1.0:
             raise VaelibError("the importance-weighted bound (k > 1) has no KL weight; use beta=1 with k > 1")
         if self.k > 1 and self.warmup_epochs > 0:
-            raise VaelibError("KL warm-up weights the ELBO's KL term, which the bound L_k (k > 1) lacks; use warmup_epochs=0 with k > 1")
+            raise VaelibError("KL warm-up weights the ELBO's KL term, which the bound L_k (k > 1) lacks; "
+                              "use warmup_epochs=0 with k > 1")
 
 
 def learning_rate(epoch: int, config: TrainConfig) -> float:
@@ -77,7 +88,8 @@ def learning_rate(epoch: int, config: TrainConfig) -> float:
     theirs exactly; with fewer the same passes are shrunk in proportion (an
     epoch takes the rate of the pass in which it starts, so epoch 0 uses ``lr``).
     """
-    if not 0 <= epoch < config.epochs:
+    epoch = _checks.count("epoch", epoch, minimum=0)
+    if epoch >= config.epochs:
         raise VaelibError(f"epoch must be in [0, {config.epochs}), got {epoch}")
     if config.lr_schedule == "constant":
         return config.lr
@@ -89,24 +101,6 @@ def learning_rate(epoch: int, config: TrainConfig) -> float:
 _BURDA_PASS_ENDS = list(itertools.accumulate(3**i for i in range(8)))  # 1, 4, 13, ..., 3280: where each pass ends
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` gives CUDA when a GPU is present, else the CPU; CUDA asked for without one is an error."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise DeviceError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from err
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DeviceError(f"device {device!r} was requested but this machine has no usable CUDA GPU; use device='auto' or 'cpu'")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise DeviceError(f"device {device!r} does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
-    elif dev.type != "cpu":
-        raise DeviceError(f"device {device!r} is not supported; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
-    return dev
-
-
 def progress_enabled(progress: bool | None) -> bool:
     """Progress bars show unless turned off or running in CI (the ``CI`` variable is set)."""
     if progress is not None:
@@ -114,23 +108,62 @@ def progress_enabled(progress: bool | None) -> bool:
     return os.environ.get("CI", "").lower() in ("", "0", "false")
 
 
-def _batch_stats(model: nn.Module, x: Tensor, beta: float, k: int, generator) -> tuple[Tensor, Tensor]:
-    """The training loss (mean over the batch) and per-batch sums of (objective, elbo, reconstruction, kl)."""
-    if isinstance(model, Autoencoder):
-        sq_err = (model(x) - x).pow(2).sum(-1)  # (B,) squared error, summed over pixels
-        zero = torch.zeros_like(sq_err)
-        return sq_err.mean(), torch.stack([-sq_err, -sq_err, -sq_err, zero]).sum(1)
-    if k == 1:
-        terms = elbo(model, x, generator=generator, check=False)
-        objective = terms.reconstruction - beta * terms.kl  # (B,)
-        stats = torch.stack([objective, terms.elbo, terms.reconstruction, terms.kl])
-    else:
-        mu, logvar = model.encode(x)
-        log_w, log_px_z = log_weights(model, x, mu, logvar, k, generator=generator)  # (k, B)
-        objective = torch.logsumexp(log_w, 0) - math.log(k)  # (B,) L_k
-        reconstruction, kl = log_px_z.mean(0), kl_standard_normal(mu, logvar)
-        stats = torch.stack([objective, reconstruction - kl, reconstruction, kl])
-    return -objective.mean(), stats.float().sum(1)
+def train_epoch(
+    model: nn.Module,
+    x: Tensor,
+    optimizer: torch.optim.Optimizer,
+    *,
+    batch_size: int,
+    beta: float = 1.0,
+    k: int = 1,
+    pixels: str = "grey",
+    y: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    amp: bool = False,
+) -> dict[str, float]:
+    """One pass over ``x`` (N, P) in shuffled mini-batches: stochastic gradient ascent on :func:`objective`.
+
+    ``x`` lives on the model's device and was checked once (values in
+    [0, 1] for a Bernoulli decoder).  ``pixels="dynamic"`` redraws binary
+    pixels from the grey levels for every batch.  ``generator`` drives the
+    shuffle, the pixels and the reparameterization noise.  Returns the
+    epoch's means over the examples (nats): ``objective``, ``elbo``,
+    ``reconstruction`` and ``kl`` (an autoencoder has no ``elbo`` or ``kl``).
+    """
+    _checks.choice("pixels", pixels, PIXELS)
+    model.train()
+    totals: dict[str, Tensor] = {}
+    order = torch.randperm(x.shape[0], generator=generator, device=x.device)  # a new shuffle every epoch
+    for i in range(0, x.shape[0], batch_size):
+        index = order[i : i + batch_size]
+        x_batch = x.index_select(0, index)  # (B, P); index_select: the gather of x[index], 5x cheaper on a CPU
+        if pixels == "dynamic":
+            x_batch = binarize(x_batch, generator)  # fresh binary pixels every time an image is used
+        y_batch = None if y is None else y.index_select(0, index)  # (B,)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp and x.device.type == "cuda"):
+            terms = objective(model, x_batch, beta=beta, k=k, y=y_batch, generator=generator, check=False)
+        loss = -terms.objective.mean()  # ascend the objective: descend its negative, averaged over the batch
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        for name, value in terms.items():
+            totals[name] = totals.get(name, 0.0) + value.detach().float().sum()
+    return {name: (total / x.shape[0]).item() for name, total in totals.items()}  # the epoch's only syncs
+
+
+def _reference(model: nn.Module) -> Tensor:
+    """A parameter of the model, for its device and dtype."""
+    tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
+    if tensor is None:
+        raise VaelibError(f"{type(model).__name__} has no parameters or buffers to place data next to")
+    return tensor
+
+
+def _data(model: nn.Module, x: Tensor, *, grey_ok: bool = True, check: bool = True) -> Tensor:
+    """x flattened, checked and cast to the model's dtype (still on its own device)."""
+    bernoulli = getattr(model, "likelihood", None) == "bernoulli"
+    return _checks.images(x, model.input_dim, bernoulli=bernoulli and grey_ok, values=check,
+                          dtype=_reference(model).dtype)
 
 
 @torch.no_grad()
@@ -138,104 +171,126 @@ def evaluate(
     model: nn.Module,
     x: Tensor,
     *,
+    y: Tensor | None = None,
     k: int = 1,
     batch_size: int = 1000,
     seed: int = 0,
 ) -> dict[str, float]:
-    """Mean test ELBO, reconstruction and KL (nats), and with ``k > 1`` the
-    importance-sampled negative log-likelihood ``nll = -mean L_k``.
+    """Mean ELBO, reconstruction and KL of ``x`` (nats per example) and, with
+    ``k > 1``, the importance-sampled negative log-likelihood ``nll = -mean L_k``.
 
-    For an :class:`Autoencoder`, ``reconstruction`` is minus the mean squared
-    error summed over pixels.  ``x``: (N, P) on the model's device or the CPU.
+    ``x``: (N, P) on the model's device or the CPU, any floating dtype.  The
+    noise comes from a generator seeded with ``seed``.  For an
+    :class:`vaelib.Autoencoder` only ``reconstruction`` is returned: minus
+    the squared error summed over pixels, not nats.
     """
-    device = next(model.parameters()).device
+    k = _checks.count("k", k)
+    batch_size = _checks.count("batch_size", batch_size)
+    device = _reference(model).device
+    x = _data(model, x)
     was_training = model.training
     model.eval()
-    bernoulli = getattr(model.config, "likelihood", None) == "bernoulli"
-    x = check_images(x, model.config.input_dim, bernoulli)
-    generator = torch.Generator(device=device).manual_seed(seed)
-    sums = torch.zeros(4, device=device)
+    generator = torch.Generator(device=device).manual_seed(int(seed))
+    totals: dict[str, Tensor] = {}
     for i in range(0, x.shape[0], batch_size):
-        xb = x[i : i + batch_size].to(device)
-        sums += _batch_stats(model, xb, 1.0, 1, generator)[1]
-    _, elbo_sum, recon_sum, kl_sum = (sums / x.shape[0]).tolist()
-    out = {"elbo": elbo_sum, "reconstruction": recon_sum, "kl": kl_sum}
-    if k > 1 and not isinstance(model, Autoencoder):
-        lml = log_marginal_likelihood(model, x, k, batch_size=max(1, min(batch_size, 100)), generator=generator)
-        out["nll"] = -lml.mean().item()
+        y_batch = None if y is None else y[i : i + batch_size]
+        terms = objective(model, x[i : i + batch_size].to(device), y=y_batch, generator=generator, check=False)
+        for name, value in terms.items():
+            if name != "objective":  # evaluation reports the ELBO (beta = 1), whatever training weighted
+                totals[name] = totals.get(name, 0.0) + value.float().sum()
+    scores = {name: (total / x.shape[0]).item() for name, total in totals.items()}
+    if k > 1 and "elbo" in scores:
+        lml = log_marginal_likelihood(model, x, k, y=y, batch_size=min(batch_size, 100), generator=generator)
+        scores["nll"] = -lml.mean().item()
     model.train(was_training)
-    return out
+    return scores
 
 
-def _prepare(x: Tensor | None, model: nn.Module, config: TrainConfig, device, seed_offset: int) -> Tensor | None:
+def _prepare(x: Tensor | None, model: nn.Module, config: TrainConfig, device, split: str) -> Tensor | None:
+    """The data set on the training device, binarized once when the protocol says so."""
     if x is None:
         return None
-    bernoulli = getattr(model.config, "likelihood", None) == "bernoulli"
-    x = check_images(x, model.config.input_dim, bernoulli and config.pixels == "grey")
-    if config.pixels != "grey" and ((x < 0).any() or (x > 1).any()):
-        raise VaelibError("binarization needs grey levels in [0, 1]; scale the images (x / 255) first")
-    x = x.to(device=device, dtype=torch.float32)
-    if config.pixels == "fixed" or (config.pixels == "dynamic" and seed_offset > 1):
+    x = _data(model, x, grey_ok=config.pixels == "grey")
+    if config.pixels != "grey":
+        lo, hi = (v.item() for v in torch.aminmax(x))
+        if lo < 0 or hi > 1:
+            raise VaelibError("binarization needs grey levels in [0, 1]; scale the images (x / 255) first")
+    x = x.to(device)
+    if config.pixels == "fixed" or (config.pixels == "dynamic" and split == "test"):
         # Fixed binarization, and the test set under dynamic binarization: one seeded draw kept for good.
-        x = binarize(x, torch.Generator(device=device).manual_seed(config.seed + seed_offset))
+        x = binarize(x, streams.generator(config.seed, f"{split}_pixels", device))
     return x
+
+
+def _check_writable(path: Path) -> None:
+    """Fail before training, not after an epoch, when the checkpoint cannot be written."""
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory; name a checkpoint file inside it, e.g. {path / 'checkpoint.pt'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as err:
+        raise CheckpointError(f"cannot write the checkpoint {path}: {err.strerror or err}; "
+                              "choose a directory you can write to") from err
 
 
 def fit(
     model: nn.Module,
-    train_x: Tensor,
-    test_x: Tensor | None = None,
+    x_train: Tensor,
+    x_test: Tensor | None = None,
     config: TrainConfig = TrainConfig(),
     *,
+    y_train: Tensor | None = None,
+    y_test: Tensor | None = None,
     checkpoint: str | os.PathLike | None = None,
     resume: bool = True,
     time_limit: float | None = None,
     progress: bool | None = None,
+    dataset: str | None = None,
 ) -> list[dict]:
-    """Train ``model`` with Adam and return its history, one dict per epoch.
+    """Train ``model`` with Adam, one :func:`train_epoch` after another, and return its history.
 
-    ``train_x`` (N, P) and ``test_x`` (M, P) hold inputs in [0, 1] (any
-    device; they are moved to the training device once).  A VAE maximises the
-    ELBO (``k = 1``, KL weighted by ``beta`` and the warm-up) or ``L_k``; an
-    Autoencoder minimises squared error.  Each history entry holds ``epoch``,
-    ``beta``, ``lr``, ``train_loss``, ``train_elbo``, ``train_reconstruction``,
-    ``train_kl``, the same for ``test_`` when ``test_x`` is given, and
-    ``seconds`` (nats per example, means over the data).
+    ``x_train`` (N, P) and ``x_test`` (M, P) hold inputs in [0, 1] (any
+    device and floating dtype; they are moved to the training device once),
+    with labels ``y_train``/``y_test`` for a conditional VAE.  A VAE
+    maximises the ELBO (``k = 1``, KL weighted by ``beta`` and the warm-up)
+    or ``L_k``; an Autoencoder minimises squared error.  Each history entry
+    holds ``epoch``, ``beta``, ``lr``, ``train_loss`` (minus the objective),
+    ``train_elbo``, ``train_reconstruction``, ``train_kl``, the same for
+    ``test_`` when ``x_test`` is given (every ``eval_every`` epochs, with
+    ``test_nll`` when ``eval_k > 1``) and ``seconds``: nats per example,
+    means over the data.
 
-    With ``checkpoint``, the state is saved atomically after every epoch and,
-    if ``resume`` and the file exists, training continues from it.
-    ``time_limit`` (seconds) stops after the epoch that passes it; call again
-    to continue.  A progress bar shows unless ``progress=False`` or ``CI`` is set.
+    With ``checkpoint``, the state is saved atomically after every epoch
+    (with ``dataset``, the data set's name, when given) and, if ``resume``
+    and the file exists, training continues from it.  ``time_limit``
+    (seconds) stops after the epoch that passes it; call again to continue.
+    A loss that turns non-finite stops training with an error and puts the
+    weights back to the last epoch whose loss was finite.  A progress bar
+    shows unless ``progress=False`` or ``CI`` is set.
     """
     device = resolve_device(config.device)
     model.to(device).train()
     # The fused kernel updates all parameters in one pass: on two CPU cores it cuts an epoch of the
     # default model from about 5 s to 3 s (benchmarks/RESULTS.md); the arithmetic is Adam's.
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)
-    generator = torch.Generator(device=device).manual_seed(config.seed)
+    generator = streams.generator(config.seed, "train", device)
     history: list[dict] = []
-    start_epoch = 0
     path = Path(checkpoint) if checkpoint is not None else None
+    if path is not None:
+        _check_writable(path)
+        remove_stale_temporaries(path)
     if path is not None and resume and path.exists():
-        state = load_checkpoint(path)
-        # A schedule is laid over the number of epochs, so under one only the device may change.
-        free = ("epochs", "device") if config.lr_schedule == "constant" else ("device",)
-        saved = replace(TrainConfig(**state["train_config"]), **{name: getattr(config, name) for name in free})
-        if saved != config:
-            why = "" if config.lr_schedule == "constant" else f" (the {config.lr_schedule!r} schedule is laid over the number of epochs)"
-            raise CheckpointError(
-                f"{path} was trained with {saved} but fit was called with {config}; "
-                f"only {' and '.join(free)} may change on resume{why}"
-            )
-        restore_weights(model, state, path)
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["rng_state"].to(generator.get_state().device))
-        history, start_epoch = list(state["history"]), int(state["epoch"])
+        history = _resume(path, model, optimizer, generator, config)
+    start_epoch = history[-1]["epoch"] if history else 0
 
-    train_x = _prepare(train_x, model, config, device, seed_offset=1)
-    test_x = _prepare(test_x, model, config, device, seed_offset=2)
-    n = train_x.shape[0]
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.amp and device.type == "cuda")
+    x_train = _prepare(x_train, model, config, device, "train")
+    x_test = _prepare(x_test, model, config, device, "test")
+    num_classes = getattr(getattr(model, "config", None), "num_classes", 0)
+    y_train = _checks.labels(y_train, x_train.shape[0], num_classes)
+    y_train = None if y_train is None else y_train.to(device)
+    y_test = None if x_test is None else _checks.labels(y_test, x_test.shape[0], num_classes)
     started = time.perf_counter()
     show = progress_enabled(progress)
     # tqdm.auto picks a notebook widget and warns on import when ipywidgets is missing: import it only to show a bar
@@ -250,40 +305,63 @@ def fit(
         lr = learning_rate(epoch, config)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        sums = torch.zeros(4, device=device)
-        order = torch.randperm(n, generator=generator, device=device)
-        for i in range(0, n, config.batch_size):
-            # index_select, not x[idx]: the same gather at a fifth of the cost on the CPU
-            x = train_x.index_select(0, order[i : i + config.batch_size])  # (B, P)
-            if config.pixels == "dynamic":
-                x = binarize(x, generator)
-            with autocast:
-                loss, stats = _batch_stats(model, x, beta, config.k, generator)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            sums += stats.detach()
-        objective, elbo_mean, recon, kl = (sums / n).tolist()  # the epoch's one synchronisation
-        if not math.isfinite(objective):
+        last_finite = {name: value.detach().clone() for name, value in model.state_dict().items()}
+        means = train_epoch(model, x_train, optimizer, batch_size=config.batch_size, beta=beta, k=config.k,
+                            pixels=config.pixels, y=y_train, generator=generator, amp=config.amp)
+        if not math.isfinite(means["objective"]):
+            model.load_state_dict(last_finite)
             raise VaelibError(
-                f"the training loss became non-finite at epoch {epoch + 1}; lower lr (now {lr}) or check the data"
+                f"the training loss became non-finite in epoch {epoch + 1}; the model's weights were put back "
+                f"to those after epoch {epoch} (the last finite ones). Lower lr (now {lr}) or check the data"
             )
-        entry = {"epoch": epoch + 1, "beta": beta, "lr": lr, "train_loss": -objective, "train_elbo": elbo_mean,
-                 "train_reconstruction": recon, "train_kl": kl}
-        if test_x is not None:
-            scores = evaluate(model, test_x, batch_size=config.eval_batch_size, seed=config.seed + 3)
-            entry.update({f"test_{key}": value for key, value in scores.items()})
+        entry = {"epoch": epoch + 1, "beta": beta, "lr": lr, "train_loss": -means.pop("objective"),
+                 **{f"train_{name}": value for name, value in means.items()}}
+        if x_test is not None and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
+            scores = evaluate(model, x_test, y=y_test, k=config.eval_k, batch_size=config.eval_batch_size,
+                              seed=config.seed + streams.STREAMS["eval"])
+            entry.update({f"test_{name}": value for name, value in scores.items()})
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         entry["seconds"] = time.perf_counter() - t0
         history.append(entry)
         if path is not None:
-            save_checkpoint(path, model, optimizer=optimizer.state_dict(), epoch=epoch + 1,
-                            train_config=asdict(config), history=history, rng_state=generator.get_state())
+            save_checkpoint(path, model, optimizer=optimizer.state_dict(), epoch=epoch + 1, history=history,
+                            train_config=asdict(config), rng_state=generator.get_state(), dataset=dataset)
         bar.update(1)
-        bar.set_postfix(elbo=f"{entry.get('test_elbo', elbo_mean):.2f}")
+        bar.set_postfix(elbo=f"{entry.get('test_elbo', entry.get('train_elbo', -entry['train_loss'])):.2f}")
         if time_limit is not None and time.perf_counter() - started > time_limit:
             break
     bar.close()
     model.eval()
     return history
+
+
+def _resume(path: Path, model: nn.Module, optimizer, generator, config: TrainConfig) -> list[dict]:
+    """Load a run's state from its checkpoint into the model, optimizer and generator; return its history."""
+    state = load_checkpoint(path)
+    if "train_config" not in state or "optimizer" not in state:
+        raise CheckpointError(f"{path} holds a model but no training state to resume; use another checkpoint path")
+    # A schedule is laid over the number of epochs, so under one only the device may change.
+    free = ("epochs", "device") if config.lr_schedule == "constant" else ("device",)
+    unknown = set(state["train_config"]) - {f.name for f in fields(TrainConfig)}
+    if unknown:
+        raise CheckpointError(f"{path} has TrainConfig fields {sorted(unknown)} that this vaelib lacks; upgrade vaelib")
+    saved = replace(TrainConfig(**state["train_config"]), **{name: getattr(config, name) for name in free})
+    if saved != config:
+        changed = [f.name for f in fields(TrainConfig) if getattr(saved, f.name) != getattr(config, f.name)]
+        why = "" if config.lr_schedule == "constant" else f" (the {config.lr_schedule!r} schedule is laid over epochs)"
+        raise CheckpointError(
+            f"{path} was trained with other settings ({', '.join(f'{n}={getattr(saved, n)!r}' for n in changed)}) "
+            f"than fit was given ({', '.join(f'{n}={getattr(config, n)!r}' for n in changed)}); "
+            f"only {' and '.join(free)} may change on resume{why}. Use a new checkpoint path to start afresh"
+        )
+    done = int(state["epoch"])
+    if done > config.epochs:
+        raise CheckpointError(
+            f"{path} has already trained {done} epochs, more than the {config.epochs} asked for; "
+            f"ask for epochs >= {done}, or use a new checkpoint path to start afresh"
+        )
+    restore_weights(model, state, path)
+    optimizer.load_state_dict(state["optimizer"])
+    generator.set_state(state["rng_state"].to(generator.get_state().device))
+    return list(state["history"])

@@ -1,6 +1,7 @@
 """A latent-variable model whose evidence and posterior are exact (chapter 3).
 
-The linear-Gaussian model (probabilistic PCA; Bishop 2006, section 12.2):
+The linear-Gaussian model (probabilistic PCA; Tipping and Bishop 1999;
+Bishop 2006, section 12.2):
 
     p(z) = N(0, I_D),    p(x|z) = N(W z + b, sigma^2 I_P).
 
@@ -8,42 +9,45 @@ Then ``p(x) = N(b, W W^T + sigma^2 I)`` and ``p(z|x) = N(m(x), S)`` with
 ``S = (I + W^T W / sigma^2)^{-1}`` and ``m(x) = S W^T (x - b) / sigma^2``.
 For a diagonal Gaussian ``q = N(mu, diag exp(logvar))`` the ELBO is also
 closed form, so ``log p(x) = ELBO(q) + KL(q || p(z|x))`` can be checked to
-float precision.  The object has the ``decode``/``log_likelihood``/``config``
-interface of a vaelib model, so :func:`vaelib.elbo` and
-:func:`vaelib.iwae_bound` accept it (with ``q=`` as the proposal).
+float precision.  :class:`LinearGaussian` has the interface of
+:class:`vaelib.elbo.LatentVariableModel` (its ``encode`` gives the best
+diagonal Gaussian), so :func:`vaelib.objective`, :func:`vaelib.iwae_bound`,
+:func:`vaelib.evaluate` and :func:`vaelib.log_marginal_likelihood` accept it.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from .elbo import log_mean_exp
 from .errors import VaelibError
-from .losses import gaussian_log_likelihood
+from .gaussian import LOG_2PI, kl_standard_normal, log_normal
 
 __all__ = ["LinearGaussian", "jensen_gap", "fit_linear_encoder"]
 
-_LOG_2PI = math.log(2.0 * math.pi)
 
+class LinearGaussian(nn.Module):
+    """``p(z) = N(0, I)``, ``p(x|z) = N(W z + b, exp(logvar_x) I)``; ``W``: (P, D), ``b``: (P,).
 
-@dataclass(frozen=True)
-class _Shape:
-    input_dim: int  # P
-    latent_dim: int  # D
-    likelihood: str = "gaussian"
+    ``W``, ``b`` and ``logvar_x`` are buffers (fixed, not trained by
+    gradient), so the model moves between devices like any ``nn.Module``;
+    :meth:`em_step` fits all three by expectation-maximisation.
+    """
 
-
-class LinearGaussian:
-    """``p(z) = N(0, I)``, ``p(x|z) = N(W z + b, exp(logvar_x) I)``; ``W``: (P, D), ``b``: (P,)."""
+    likelihood = "gaussian"
 
     def __init__(self, W: Tensor, b: Tensor, logvar_x: float = 0.0):
+        super().__init__()
         if W.dim() != 2 or b.shape != (W.shape[0],):
             raise VaelibError(f"W must be (P, D) and b (P,), got {tuple(W.shape)} and {tuple(b.shape)}")
-        self.W, self.b, self.logvar_x = W, b, float(logvar_x)
-        self.config = _Shape(input_dim=W.shape[0], latent_dim=W.shape[1])
+        if not math.isfinite(logvar_x):
+            raise VaelibError(f"logvar_x must be finite, got {logvar_x}")
+        self.register_buffer("W", W.detach().clone())
+        self.register_buffer("b", b.detach().clone().to(W.dtype))
+        self.register_buffer("logvar_x", torch.tensor(float(logvar_x), dtype=W.dtype))
 
     @classmethod
     def random(
@@ -75,26 +79,49 @@ class LinearGaussian:
         return cls(W, b, logvar_x)
 
     @property
+    def input_dim(self) -> int:
+        """P."""
+        return self.W.shape[0]
+
+    @property
+    def latent_dim(self) -> int:
+        """D."""
+        return self.W.shape[1]
+
+    @property
     def var_x(self) -> float:
-        return math.exp(self.logvar_x)
+        """The noise variance sigma^2."""
+        return math.exp(float(self.logvar_x))
+
+    def _eye(self, n: int) -> Tensor:
+        return torch.eye(n, dtype=self.W.dtype, device=self.W.device)
 
     def sample(self, n: int, generator=None) -> tuple[Tensor, Tensor]:
-        """Draw ``(x, z)`` from the joint: z (n, D), x (n, P)."""
-        z = torch.randn(n, self.config.latent_dim, generator=generator, dtype=self.W.dtype, device=self.W.device)
-        noise = torch.randn(n, self.config.input_dim, generator=generator, dtype=self.W.dtype, device=self.W.device)
-        return z @ self.W.T + self.b + math.sqrt(self.var_x) * noise, z
+        """Draw ``(x, z)`` from the joint: x (n, P), z (n, D)."""
+        with torch.no_grad():
+            z = torch.randn(n, self.latent_dim, generator=generator, dtype=self.W.dtype, device=self.W.device)
+            noise = torch.randn(n, self.input_dim, generator=generator, dtype=self.W.dtype, device=self.W.device)
+            return self.decode(z) + math.sqrt(self.var_x) * noise, z
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The best diagonal Gaussian approximation of the posterior, ``(mu, logvar)``, each (B, D).
+
+        See :meth:`best_diagonal_q`; it is the exact posterior when ``W``
+        has orthogonal columns.
+        """
+        return self.best_diagonal_q(x)
 
     def decode(self, z: Tensor) -> Tensor:
         """The mean ``W z + b`` of ``p(x|z)``; (..., D) -> (..., P)."""
         return z @ self.W.T + self.b
 
     def log_likelihood(self, x: Tensor, x_mean: Tensor) -> Tensor:
-        """``log p(x|z)`` given the decoded mean; (..., P) -> (...,)."""
-        return gaussian_log_likelihood(x, x_mean, self.logvar_x)
+        """``log p(x|z)`` given the decoded mean; (..., P) -> (...,), nats."""
+        return log_normal(x, x_mean, self.logvar_x)
 
     def marginal(self) -> torch.distributions.MultivariateNormal:
         """The evidence distribution ``p(x) = N(b, W W^T + sigma^2 I)``."""
-        cov = self.W @ self.W.T + self.var_x * torch.eye(self.config.input_dim, dtype=self.W.dtype, device=self.W.device)
+        cov = self.W @ self.W.T + self.var_x * self._eye(self.input_dim)
         return torch.distributions.MultivariateNormal(self.b, covariance_matrix=cov)
 
     def log_marginal(self, x: Tensor) -> Tensor:
@@ -103,8 +130,7 @@ class LinearGaussian:
 
     def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Exact posterior ``p(z|x) = N(m, S)``: m (B, D) and the shared S (D, D)."""
-        D = self.config.latent_dim
-        precision = torch.eye(D, dtype=self.W.dtype, device=self.W.device) + self.W.T @ self.W / self.var_x  # (D, D)
+        precision = self._eye(self.latent_dim) + self.W.T @ self.W / self.var_x  # (D, D)
         S = torch.linalg.inv(precision)
         m = (x - self.b) @ self.W @ S / self.var_x  # (B, D); S is symmetric
         return m, S
@@ -122,32 +148,29 @@ class LinearGaussian:
         density ``q(z)`` gives the importance weight ``w``; with ``q`` the
         exact posterior, ``w = p(x)`` for every ``z`` (Bayes' rule).
         """
-        return self.log_likelihood(x, self.decode(z)) + gaussian_log_likelihood(z, torch.zeros_like(z))
+        return self.log_likelihood(x, self.decode(z)) + log_normal(z)
 
     def expected_log_likelihood(self, x: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
         """``E_{q}[log p(x|z)]`` in closed form for ``q = N(mu, diag exp(logvar))``; (B,).
 
         ``-P/2 log(2 pi sigma^2) - (||x - W mu - b||^2 + sum_j s_j^2 ||W_{:,j}||^2) / (2 sigma^2)``.
         """
-        P = self.config.input_dim
         resid = (x - self.decode(mu)).pow(2).sum(-1)  # (B,)
         spread = (logvar.exp() * self.W.pow(2).sum(0)).sum(-1)  # (B,) trace(W diag(s^2) W^T)
-        return -0.5 * P * (_LOG_2PI + self.logvar_x) - 0.5 * (resid + spread) / self.var_x
+        return -0.5 * self.input_dim * (LOG_2PI + self.logvar_x) - 0.5 * (resid + spread) / self.var_x
 
     def elbo(self, x: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
         """Exact ELBO of the diagonal Gaussian ``q``: expected log-likelihood minus ``KL(q || p(z))``; (B,)."""
-        kl = 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1.0).sum(-1)
-        return self.expected_log_likelihood(x, mu, logvar) - kl
+        return self.expected_log_likelihood(x, mu, logvar) - kl_standard_normal(mu, logvar)
 
     def kl_to_posterior(self, x: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
         """``KL(q || p(z|x))`` for ``q = N(mu, diag exp(logvar))``, closed form; (B,)."""
         m, S = self.posterior(x)
         S_inv = torch.linalg.inv(S)
-        D = self.config.latent_dim
         diff = m - mu  # (B, D)
         trace = (torch.diagonal(S_inv) * logvar.exp()).sum(-1)
         maha = ((diff @ S_inv) * diff).sum(-1)
-        return 0.5 * (trace + maha - D + torch.logdet(S) - logvar.sum(-1))
+        return 0.5 * (trace + maha - self.latent_dim + torch.logdet(S) - logvar.sum(-1))
 
     def best_diagonal_q(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """The diagonal Gaussian closest to the posterior in ``KL(q || p)``:
@@ -155,6 +178,35 @@ class LinearGaussian:
         m, S = self.posterior(x)
         logvar = -torch.log(torch.diagonal(torch.linalg.inv(S)))
         return m, logvar.expand_as(m)
+
+    @torch.no_grad()
+    def em_step(self, x: Tensor, *, learn_variance: bool = True) -> "LinearGaussian":
+        """One step of expectation-maximisation on the data ``x`` (N, P); returns the updated model.
+
+        E-step: the exact posterior ``p(z|x_n) = N(m_n, S)`` under the current
+        parameters, which makes the ELBO equal to ``log p(x_n)`` (the gap
+        ``KL(q || p(z|x))`` is zero).  M-step: the parameters that maximise
+        the expected complete-data log-likelihood under those posteriors,
+
+            W   = [sum_n (x_n - b) m_n^T] [sum_n (S + m_n m_n^T)]^{-1},   b = mean of x_n,
+            sigma^2 = 1/(N P) sum_n [||x_n - b||^2 - 2 m_n^T W^T (x_n - b) + tr((S + m_n m_n^T) W^T W)]
+
+        (Tipping and Bishop 1999, eqs. 27-30).  Each step never lowers the
+        average ``log p(x)``.  ``learn_variance=False`` keeps sigma^2.
+        """
+        if x.dim() != 2 or x.shape[1] != self.input_dim:
+            raise VaelibError(f"x must be (N, {self.input_dim}), got {tuple(x.shape)}")
+        N = x.shape[0]
+        b = x.mean(0)  # (P,) the maximum-likelihood offset
+        m, S = self.posterior(x)  # E-step under the current b
+        xc = x - b  # (N, P)
+        moments = N * S + m.T @ m  # (D, D) sum_n E[z_n z_n^T]
+        W = torch.linalg.solve(moments, m.T @ xc).T  # (P, D); moments is symmetric
+        logvar_x = float(self.logvar_x)
+        if learn_variance:
+            var = (xc.pow(2).sum() - 2 * (m * (xc @ W)).sum() + torch.trace(moments @ W.T @ W)) / (N * self.input_dim)
+            logvar_x = math.log(float(var))
+        return LinearGaussian(W, b, logvar_x)
 
 
 def jensen_gap(log_w: Tensor, dim: int = 0) -> Tensor:
@@ -169,8 +221,7 @@ def jensen_gap(log_w: Tensor, dim: int = 0) -> Tensor:
     ``dim``; returns the other dimensions, nats.  Reference: Cover and Thomas
     (2006), section 2.6.
     """
-    n = log_w.shape[dim]
-    return torch.logsumexp(log_w, dim) - math.log(n) - log_w.mean(dim)
+    return log_mean_exp(log_w, dim) - log_w.mean(dim)
 
 
 def fit_linear_encoder(x: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:

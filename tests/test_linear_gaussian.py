@@ -14,9 +14,13 @@ import pytest
 import torch
 from scipy import integrate, stats
 
+import vaelib
 import vaelib as vl
+import vaelib.checkpoint
+import vaelib.data
+import vaelib.train
 from vaelib.errors import VaelibError
-from vaelib.exact import LinearGaussian, fit_linear_encoder, jensen_gap
+from vaelib.linear_gaussian import LinearGaussian, fit_linear_encoder, jensen_gap
 
 DT = torch.float64
 
@@ -31,7 +35,7 @@ def make(P=5, D=2, logvar_x=math.log(0.3), seed=0, **kw) -> LinearGaussian:
 
 def random_q(model, x, seed, spread=1.0):
     g = gen(seed)
-    B, D = x.shape[0], model.config.latent_dim
+    B, D = x.shape[0], model.latent_dim
     return torch.randn(B, D, generator=g, dtype=DT) * spread, torch.randn(B, D, generator=g, dtype=DT) * spread
 
 
@@ -202,7 +206,7 @@ def test_elbo_forms_agree():
     x, _ = model.sample(3, generator=gen(55))
     mu, logvar = random_q(model, x, 56)
     recon = model.expected_log_likelihood(x, mu, logvar)
-    assert torch.allclose(recon - vl.kl_standard_normal(mu, logvar), model.log_marginal(x) - model.kl_to_posterior(x, mu, logvar), atol=1e-10)
+    assert torch.allclose(recon - vl.gaussian.kl_standard_normal(mu, logvar), model.log_marginal(x) - model.kl_to_posterior(x, mu, logvar), atol=1e-10)
     z = torch.distributions.Normal(mu, (0.5 * logvar).exp()).sample((50_000,))
     ll = torch.distributions.Normal(model.decode(z), math.sqrt(model.var_x)).log_prob(x).sum(-1)
     assert ((ll.mean(0) - recon).abs() < 5 * ll.std(0) / math.sqrt(ll.shape[0])).all()
@@ -213,8 +217,8 @@ def test_vl_elbo_agrees_with_closed_form():
     x, _ = model.sample(4, generator=gen(58))
     mu, logvar = random_q(model, x, 59)
     n = 50_000
-    terms = vl.elbo(model, x, q=(mu, logvar), n_samples=n, generator=gen(60))
-    _, log_px_z = vl.log_weights(model, x, mu, logvar, n, generator=gen(61))
+    terms = vl.objective(model, x, q=(mu, logvar), k=n, generator=gen(60))
+    _, log_px_z = vl.elbo.log_weights(model, x, mu, logvar, n, generator=gen(61))
     se = log_px_z.std(0) / math.sqrt(n)
     assert ((terms.elbo - model.elbo(x, mu, logvar)).abs() < 5 * se).all()
     assert torch.allclose(terms.reconstruction - terms.kl, terms.elbo)
@@ -270,10 +274,10 @@ def test_prior_proposal_has_far_smaller_effective_sample_size():
     x, _ = model.sample(4, generator=gen(73))
     m, S = model.posterior(x)
     M = 5000
-    lw_prior, _ = vl.log_weights(model, x, torch.zeros(4, 4, dtype=DT), torch.zeros(4, 4, dtype=DT), M, generator=gen(74))
-    lw_post, _ = vl.log_weights(model, x, m, S.diagonal().log().expand_as(m), M, generator=gen(75))
-    ess_prior = vl.effective_sample_size(lw_prior) / M
-    ess_post = vl.effective_sample_size(lw_post) / M
+    lw_prior, _ = vl.elbo.log_weights(model, x, torch.zeros(4, 4, dtype=DT), torch.zeros(4, 4, dtype=DT), M, generator=gen(74))
+    lw_post, _ = vl.elbo.log_weights(model, x, m, S.diagonal().log().expand_as(m), M, generator=gen(75))
+    ess_prior = vl.elbo.effective_sample_size(lw_prior) / M
+    ess_post = vl.elbo.effective_sample_size(lw_post) / M
     assert (ess_prior < 0.01).all() and (ess_post > 0.3).all()
 
 
@@ -295,7 +299,7 @@ def test_jensen_gap_converges_to_kl_to_posterior():
     x, _ = model.sample(2, generator=gen(78))
     m, S = model.posterior(x)
     mu, logvar = m + 0.5 * S.diagonal().sqrt(), (1.5 * S.diagonal()).log().expand_as(m)
-    lw, _ = vl.log_weights(model, x, mu, logvar, 200_000, generator=gen(79))
+    lw, _ = vl.elbo.log_weights(model, x, mu, logvar, 200_000, generator=gen(79))
     assert torch.allclose(jensen_gap(lw), model.kl_to_posterior(x, mu, logvar), atol=0.02)
 
 

@@ -36,7 +36,7 @@ def test_kl_standard_normal_matches_torch_distributions(shape):
     q = Independent(Normal(mu, torch.exp(0.5 * logvar)), 1)
     p = Independent(Normal(torch.zeros_like(mu), torch.ones_like(mu)), 1)
     expected = kl_divergence(q, p)
-    got = vl.kl_standard_normal(mu, logvar)
+    got = vl.gaussian.kl_standard_normal(mu, logvar)
     assert got.shape == shape[:-1]
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
 
@@ -44,20 +44,20 @@ def test_kl_standard_normal_matches_torch_distributions(shape):
 @pytest.mark.parametrize("shape", SHAPES)
 def test_kl_standard_normal_per_dimension_sums_to_total(shape):
     mu, logvar = _gaussian_params(shape, seed=2)
-    per_dim = vl.kl_standard_normal(mu, logvar, reduce=False)
+    per_dim = vl.gaussian.kl_standard_normal(mu, logvar, reduce=False)
     assert per_dim.shape == shape
     # each dimension is the univariate KL
     expected = kl_divergence(Normal(mu, torch.exp(0.5 * logvar)), Normal(0.0, 1.0))
     torch.testing.assert_close(per_dim, expected, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(per_dim.sum(-1), vl.kl_standard_normal(mu, logvar), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(per_dim.sum(-1), vl.gaussian.kl_standard_normal(mu, logvar), rtol=1e-12, atol=1e-12)
     assert (per_dim >= 0).all()
 
 
 def test_kl_standard_normal_is_zero_only_at_the_prior():
     zeros = torch.zeros(4, 3, dtype=torch.float64)
-    assert torch.equal(vl.kl_standard_normal(zeros, zeros), torch.zeros(4, dtype=torch.float64))
-    assert (vl.kl_standard_normal(zeros + 0.1, zeros) > 0).all()
-    assert (vl.kl_standard_normal(zeros, zeros - 0.1) > 0).all()
+    assert torch.equal(vl.gaussian.kl_standard_normal(zeros, zeros), torch.zeros(4, dtype=torch.float64))
+    assert (vl.gaussian.kl_standard_normal(zeros + 0.1, zeros) > 0).all()
+    assert (vl.gaussian.kl_standard_normal(zeros, zeros - 0.1) > 0).all()
 
 
 @pytest.mark.parametrize("shape", [(2, 1), (3, 4)])
@@ -72,7 +72,7 @@ def test_kl_standard_normal_matches_monte_carlo(shape):
     log_p = (-0.5 * z**2 - 0.5 * math.log(2 * math.pi)).sum(-1)
     ratio = log_q - log_p  # (n, B)
     estimate, stderr = ratio.mean(0), ratio.std(0) / math.sqrt(n)
-    exact = vl.kl_standard_normal(mu, logvar)
+    exact = vl.gaussian.kl_standard_normal(mu, logvar)
     assert ((estimate - exact).abs() < 4 * stderr).all(), (estimate, exact, stderr)
 
 
@@ -85,7 +85,7 @@ def test_bernoulli_log_likelihood_matches_torch_distributions(shape):
     logits = torch.randn(shape, generator=g, dtype=torch.float64) * 4
     x = torch.bernoulli(torch.full(shape, 0.4, dtype=torch.float64), generator=g)
     expected = Bernoulli(logits=logits).log_prob(x).sum(-1)
-    got = vl.bernoulli_log_likelihood(x, logits)
+    got = vl.elbo.bernoulli_log_likelihood(x, logits)
     assert got.shape == shape[:-1]
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
 
@@ -96,7 +96,7 @@ def test_bernoulli_log_likelihood_equals_minus_binary_cross_entropy():
     for x in (torch.bernoulli(torch.full((8, 30), 0.5, dtype=torch.float64), generator=g),
               torch.rand(8, 30, generator=g, dtype=torch.float64)):  # binary and grey targets
         expected = -F.binary_cross_entropy(torch.sigmoid(logits), x, reduction="none").sum(-1)
-        torch.testing.assert_close(vl.bernoulli_log_likelihood(x, logits), expected, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(vl.elbo.bernoulli_log_likelihood(x, logits), expected, rtol=1e-10, atol=1e-10)
 
 
 def _log_sigmoid_numpy(l: np.ndarray) -> np.ndarray:
@@ -106,7 +106,7 @@ def _log_sigmoid_numpy(l: np.ndarray) -> np.ndarray:
 def test_bernoulli_log_likelihood_stays_finite_for_extreme_logits():
     logits = torch.tensor([[100.0, -100.0, 100.0, -100.0, 30.0, -30.0]], dtype=torch.float32)
     x = torch.tensor([[1.0, 0.0, 0.0, 1.0, 1.0, 0.0]])
-    got = vl.bernoulli_log_likelihood(x, logits)
+    got = vl.elbo.bernoulli_log_likelihood(x, logits)
     assert torch.isfinite(got).all()
     # independent reference in float64 numpy: x log s(l) + (1 - x) log s(-l)
     l, xn = logits.double().numpy(), x.double().numpy()
@@ -116,7 +116,7 @@ def test_bernoulli_log_likelihood_stays_finite_for_extreme_logits():
     torch.testing.assert_close(got, Bernoulli(logits=logits).log_prob(x).sum(-1))
     # gradients stay finite too
     logits.requires_grad_(True)
-    vl.bernoulli_log_likelihood(x, logits).sum().backward()
+    vl.elbo.bernoulli_log_likelihood(x, logits).sum().backward()
     assert torch.isfinite(logits.grad).all()
 
 
@@ -124,7 +124,7 @@ def test_bernoulli_log_likelihood_broadcasts_samples_over_x():
     g = torch.Generator().manual_seed(7)
     x = torch.bernoulli(torch.full((4, 9), 0.5), generator=g)  # (B, P)
     logits = torch.randn(6, 4, 9, generator=g)  # (K, B, P)
-    got = vl.bernoulli_log_likelihood(x, logits)
+    got = vl.elbo.bernoulli_log_likelihood(x, logits)
     assert got.shape == (6, 4)
     for k in range(6):
         torch.testing.assert_close(got[k], Bernoulli(logits=logits[k]).log_prob(x).sum(-1))
@@ -138,7 +138,7 @@ def test_gaussian_log_likelihood_matches_torch_distributions(per_pixel):
     logvar = torch.randn(12, generator=g, dtype=torch.float64) if per_pixel else -0.7
     scale = torch.exp(torch.as_tensor(logvar, dtype=torch.float64) / 2)
     expected = Normal(mean, scale).log_prob(x).sum(-1)
-    torch.testing.assert_close(vl.gaussian_log_likelihood(x, mean, logvar), expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(vl.gaussian.log_normal(x, mean, logvar), expected, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("sigma2", [1.0, 0.1, 4.0])
@@ -148,19 +148,19 @@ def test_gaussian_log_likelihood_is_scaled_squared_error_plus_constant(sigma2):
     x = torch.rand(3, P, generator=g, dtype=torch.float64)
     mean = torch.rand(3, P, generator=g, dtype=torch.float64)
     expected = -((x - mean) ** 2).sum(-1) / (2 * sigma2) - P / 2 * math.log(2 * math.pi * sigma2)
-    got = vl.gaussian_log_likelihood(x, mean, math.log(sigma2))
+    got = vl.gaussian.log_normal(x, mean, math.log(sigma2))
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-9)
     # the default is sigma^2 = 1
     if sigma2 == 1.0:
-        torch.testing.assert_close(vl.gaussian_log_likelihood(x, mean), expected, rtol=1e-12, atol=1e-9)
+        torch.testing.assert_close(vl.gaussian.log_normal(x, mean), expected, rtol=1e-12, atol=1e-9)
 
 
 def test_log_normal_defaults_to_the_standard_normal_prior():
     g = torch.Generator().manual_seed(10)
     z = torch.randn(7, 3, generator=g, dtype=torch.float64)
-    torch.testing.assert_close(vl.log_normal(z), Normal(0.0, 1.0).log_prob(z).sum(-1))
+    torch.testing.assert_close(vl.gaussian.log_normal(z), Normal(0.0, 1.0).log_prob(z).sum(-1))
     mu, logvar = _gaussian_params((7, 3), seed=11)
-    torch.testing.assert_close(vl.log_normal(z, mu, logvar), Normal(mu, torch.exp(0.5 * logvar)).log_prob(z).sum(-1))
+    torch.testing.assert_close(vl.gaussian.log_normal(z, mu, logvar), Normal(mu, torch.exp(0.5 * logvar)).log_prob(z).sum(-1))
 
 
 # ---------------------------------------------------------------- reparameterize
@@ -170,7 +170,7 @@ def test_log_normal_defaults_to_the_standard_normal_prior():
 @pytest.mark.parametrize("n_samples", [None, 1, 7])
 def test_reparameterize_shapes(shape, n_samples):
     mu, logvar = _gaussian_params(shape, seed=12, dtype=torch.float32)
-    z = vl.reparameterize(mu, logvar, n_samples)
+    z = vl.gaussian.reparameterize(mu, logvar, n_samples)
     assert z.shape == (shape if n_samples is None else (n_samples, *shape))
     assert z.dtype == mu.dtype
 
@@ -180,14 +180,14 @@ def test_reparameterize_with_given_eps_is_exact(n_samples):
     mu, logvar = _gaussian_params((4, 3), seed=13, dtype=torch.float32)
     shape = mu.shape if n_samples is None else (n_samples, *mu.shape)
     eps = torch.randn(shape, generator=torch.Generator().manual_seed(14))
-    z = vl.reparameterize(mu, logvar, n_samples, eps=eps)
+    z = vl.gaussian.reparameterize(mu, logvar, n_samples, eps=eps)
     assert torch.equal(z, mu + torch.exp(logvar / 2) * eps)
 
 
 def test_reparameterize_sample_moments_match_mu_and_sigma2():
     mu, logvar = _gaussian_params((3, 2), seed=15)
     n = 200_000
-    z = vl.reparameterize(mu, logvar, n, generator=torch.Generator().manual_seed(16))  # (n, 3, 2)
+    z = vl.gaussian.reparameterize(mu, logvar, n, generator=torch.Generator().manual_seed(16))  # (n, 3, 2)
     var = logvar.exp()
     # standard errors of the sample mean and the sample variance of a Gaussian
     assert ((z.mean(0) - mu).abs() < 4 * torch.sqrt(var / n)).all()
@@ -199,7 +199,7 @@ def test_reparameterize_gradients_are_analytic():
     mu.requires_grad_(True)
     logvar.requires_grad_(True)
     eps = torch.randn(4, 3, generator=torch.Generator().manual_seed(18), dtype=torch.float64)
-    z = vl.reparameterize(mu, logvar, eps=eps)
+    z = vl.gaussian.reparameterize(mu, logvar, eps=eps)
     z.sum().backward()
     sigma = torch.exp(0.5 * logvar.detach())
     torch.testing.assert_close(mu.grad, torch.ones_like(mu))  # dz/dmu = 1
@@ -208,9 +208,9 @@ def test_reparameterize_gradients_are_analytic():
 
 def test_reparameterize_generator_makes_it_reproducible():
     mu, logvar = _gaussian_params((4, 3), seed=19, dtype=torch.float32)
-    a = vl.reparameterize(mu, logvar, 3, generator=torch.Generator().manual_seed(20))
-    b = vl.reparameterize(mu, logvar, 3, generator=torch.Generator().manual_seed(20))
-    c = vl.reparameterize(mu, logvar, 3, generator=torch.Generator().manual_seed(21))
+    a = vl.gaussian.reparameterize(mu, logvar, 3, generator=torch.Generator().manual_seed(20))
+    b = vl.gaussian.reparameterize(mu, logvar, 3, generator=torch.Generator().manual_seed(20))
+    c = vl.gaussian.reparameterize(mu, logvar, 3, generator=torch.Generator().manual_seed(21))
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
 
@@ -218,11 +218,11 @@ def test_reparameterize_generator_makes_it_reproducible():
 def test_reparameterize_rejects_wrong_eps_shape_and_bad_n_samples():
     mu, logvar = _gaussian_params((4, 3), seed=22, dtype=torch.float32)
     with pytest.raises(vl.VaelibError, match=r"eps has shape \(4, 2\).*\(4, 3\)"):
-        vl.reparameterize(mu, logvar, eps=torch.zeros(4, 2))
+        vl.gaussian.reparameterize(mu, logvar, eps=torch.zeros(4, 2))
     with pytest.raises(vl.VaelibError, match=r"eps"):
-        vl.reparameterize(mu, logvar, 2, eps=torch.zeros(4, 3))  # needs (2, 4, 3)
+        vl.gaussian.reparameterize(mu, logvar, 2, eps=torch.zeros(4, 3))  # needs (2, 4, 3)
     with pytest.raises(vl.VaelibError, match="n_samples"):
-        vl.reparameterize(mu, logvar, 0)
+        vl.gaussian.reparameterize(mu, logvar, 0)
 
 
 # ---------------------------------------------------------------- the ELBO on a tiny VAE
@@ -230,7 +230,7 @@ def test_reparameterize_rejects_wrong_eps_shape_and_bad_n_samples():
 
 def test_elbo_terms_are_consistent_and_kl_is_closed_form(tiny_vae, binary_data):
     x = binary_data[0][:32]
-    terms = vl.elbo(tiny_vae, x, generator=torch.Generator().manual_seed(0))
+    terms = vl.objective(tiny_vae, x, generator=torch.Generator().manual_seed(0))
     assert terms.elbo.shape == terms.reconstruction.shape == terms.kl.shape == (32,)
     torch.testing.assert_close(terms.elbo, terms.reconstruction - terms.kl)
     with torch.no_grad():
@@ -243,7 +243,7 @@ def test_elbo_terms_are_consistent_and_kl_is_closed_form(tiny_vae, binary_data):
 def test_elbo_reconstruction_uses_the_given_noise(tiny_vae, binary_data):
     x = binary_data[0][:8]
     eps = torch.randn(3, 8, 2, generator=torch.Generator().manual_seed(1))
-    terms = vl.elbo(tiny_vae, x, n_samples=3, eps=eps)
+    terms = vl.objective(tiny_vae, x, k=3, eps=eps)
     with torch.no_grad():
         mu, logvar = tiny_vae.encode(x)
         z = mu + torch.exp(0.5 * logvar) * eps  # (3, 8, 2)
@@ -251,22 +251,28 @@ def test_elbo_reconstruction_uses_the_given_noise(tiny_vae, binary_data):
         expected = Bernoulli(logits=logits).log_prob(x).sum(-1).mean(0)
     torch.testing.assert_close(terms.reconstruction, expected, rtol=1e-5, atol=1e-5)
     # a proposal given as q replaces the encoder
-    shifted = vl.elbo(tiny_vae, x, n_samples=3, eps=eps, q=(mu + 1.0, logvar))
-    torch.testing.assert_close(shifted.kl, vl.kl_standard_normal(mu + 1.0, logvar))
+    shifted = vl.objective(tiny_vae, x, k=3, eps=eps, q=(mu + 1.0, logvar))
+    torch.testing.assert_close(shifted.kl, vl.gaussian.kl_standard_normal(mu + 1.0, logvar))
     assert not torch.allclose(shifted.reconstruction, terms.reconstruction)
 
 
-def test_elbo_takes_the_number_of_samples_from_eps(tiny_vae, binary_data):
+def test_objective_checks_the_noise_against_k(tiny_vae, binary_data):
     x = binary_data[0][:8]
     eps = torch.randn(4, 8, 2, generator=torch.Generator().manual_seed(3))
-    explicit = vl.elbo(tiny_vae, x, n_samples=4, eps=eps)
-    torch.testing.assert_close(vl.elbo(tiny_vae, x, eps=eps).reconstruction, explicit.reconstruction)
+    explicit = vl.objective(tiny_vae, x, k=4, eps=eps)
+    with torch.no_grad():
+        mu, logvar = tiny_vae.encode(x)
+        z = mu + torch.exp(0.5 * logvar) * eps  # (4, 8, 2)
+        expected = vl.elbo.bernoulli_log_likelihood(x, tiny_vae.decode(z)).mean(0)
+    torch.testing.assert_close(explicit.reconstruction, expected, rtol=1e-5, atol=1e-5)
     # one sample may be given as (B, D)
     torch.testing.assert_close(
-        vl.elbo(tiny_vae, x, eps=eps[0]).reconstruction, vl.elbo(tiny_vae, x, n_samples=1, eps=eps[:1]).reconstruction
+        vl.objective(tiny_vae, x, eps=eps[0]).reconstruction, vl.objective(tiny_vae, x, k=1, eps=eps[:1]).reconstruction
     )
+    with pytest.raises(vl.VaelibError, match="eps holds 4 samples per input but k=3"):
+        vl.objective(tiny_vae, x, k=3, eps=eps)
     with pytest.raises(vl.VaelibError, match="eps has shape"):
-        vl.elbo(tiny_vae, x, n_samples=3, eps=eps)
+        vl.objective(tiny_vae, x, k=1, eps=torch.zeros(1, 8, 3))
 
 
 def test_a_proposal_given_as_numbers_broadcasts(tiny_vae, binary_data):
@@ -275,7 +281,7 @@ def test_a_proposal_given_as_numbers_broadcasts(tiny_vae, binary_data):
     zeros = torch.zeros(8, 2)
     for bound in (
         lambda q: vl.iwae_bound(tiny_vae, x, 7, q=q, generator=torch.Generator().manual_seed(4)),
-        lambda q: vl.elbo(tiny_vae, x, n_samples=3, q=q, generator=torch.Generator().manual_seed(4)).elbo,
+        lambda q: vl.objective(tiny_vae, x, k=3, q=q, generator=torch.Generator().manual_seed(4)).elbo,
     ):
         torch.testing.assert_close(bound((0.0, 0.0)), bound((zeros, zeros)))
     with pytest.raises(vl.VaelibError, match="must broadcast to"):
@@ -284,8 +290,8 @@ def test_a_proposal_given_as_numbers_broadcasts(tiny_vae, binary_data):
 
 def test_elbo_accepts_image_shaped_input(tiny_vae, binary_data):
     x = binary_data[0][:8]
-    flat = vl.elbo(tiny_vae, x, generator=torch.Generator().manual_seed(2))
-    images = vl.elbo(tiny_vae, x.reshape(8, 1, 4, 4), generator=torch.Generator().manual_seed(2))
+    flat = vl.objective(tiny_vae, x, generator=torch.Generator().manual_seed(2))
+    images = vl.objective(tiny_vae, x.reshape(8, 1, 4, 4), generator=torch.Generator().manual_seed(2))
     torch.testing.assert_close(flat.elbo, images.elbo)
 
 
@@ -293,11 +299,11 @@ def test_elbo_reconstruction_estimate_is_stable_with_many_samples(tiny_vae, bina
     x = binary_data[0][:16]
     n = 4000
     with torch.no_grad():
-        a = vl.elbo(tiny_vae, x, n_samples=n, generator=torch.Generator().manual_seed(3))
-        b = vl.elbo(tiny_vae, x, n_samples=n, generator=torch.Generator().manual_seed(4))
+        a = vl.objective(tiny_vae, x, k=n, generator=torch.Generator().manual_seed(3))
+        b = vl.objective(tiny_vae, x, k=n, generator=torch.Generator().manual_seed(4))
         # the per-sample spread of log p(x|z), to set the tolerance
         mu, logvar = tiny_vae.encode(x)
-        z = vl.reparameterize(mu, logvar, 500, generator=torch.Generator().manual_seed(5))
+        z = vl.gaussian.reparameterize(mu, logvar, 500, generator=torch.Generator().manual_seed(5))
         spread = tiny_vae.log_likelihood(x, tiny_vae.decode(z)).std(0)  # (B,)
     assert torch.equal(a.kl, b.kl)  # exact, not sampled
     assert ((a.reconstruction - b.reconstruction).abs() < 5 * spread * math.sqrt(2 / n)).all()
@@ -305,25 +311,25 @@ def test_elbo_reconstruction_estimate_is_stable_with_many_samples(tiny_vae, bina
 
 
 @pytest.mark.parametrize("beta", [0.0, 0.5, 1.0, 4.0])
-def test_elbo_terms_loss(beta):
-    g = torch.Generator().manual_seed(23)
-    rec, kl = -torch.rand(10, generator=g) * 100, torch.rand(10, generator=g) * 10
-    terms = vl.ELBOTerms(elbo=rec - kl, reconstruction=rec, kl=kl)
-    expected = -(rec - beta * kl).mean()
-    torch.testing.assert_close(terms.loss(beta), expected)
+def test_objective_weights_the_kl_by_beta(tiny_vae, binary_data, beta):
+    x = binary_data[0][:16]
+    terms = vl.objective(tiny_vae, x, beta=beta, generator=torch.Generator().manual_seed(23))
+    same_noise = vl.objective(tiny_vae, x, generator=torch.Generator().manual_seed(23))
+    torch.testing.assert_close(terms.objective, terms.reconstruction - beta * terms.kl)
+    torch.testing.assert_close(terms.elbo, same_noise.elbo)  # the ELBO itself does not depend on beta
     if beta == 1.0:
-        torch.testing.assert_close(terms.loss(), -terms.elbo.mean())
+        torch.testing.assert_close(terms.objective, terms.elbo)
 
 
 def test_elbo_rejects_bad_inputs(tiny_vae):
     with pytest.raises(vl.VaelibError, match="NaN"):
-        vl.elbo(tiny_vae, torch.full((2, 16), float("nan")))
+        vl.objective(tiny_vae, torch.full((2, 16), float("nan")))
     with pytest.raises(vl.VaelibError, match=r"\[0, 1\]"):
-        vl.elbo(tiny_vae, torch.full((2, 16), 2.0))
+        vl.objective(tiny_vae, torch.full((2, 16), 2.0))
     with pytest.raises(vl.VaelibError, match="16"):
-        vl.elbo(tiny_vae, torch.zeros(2, 15))
+        vl.objective(tiny_vae, torch.zeros(2, 15))
     with pytest.raises(vl.VaelibError, match="floating"):
-        vl.elbo(tiny_vae, torch.zeros(2, 16, dtype=torch.uint8))
+        vl.objective(tiny_vae, torch.zeros(2, 16, dtype=torch.uint8))
 
 
 # ---------------------------------------------------------------- bounds on an exact linear-Gaussian model
@@ -334,7 +340,7 @@ def linear_gaussian_setup():
     """A 6-D linear-Gaussian model, 16 inputs drawn from it, each repeated S times, and a
     deliberately too-wide diagonal proposal (so L_k converges visibly in k)."""
     g = torch.Generator().manual_seed(0)
-    model = vl.LinearGaussian.random(6, 2, logvar_x=math.log(0.5), generator=g)
+    model = vl.linear_gaussian.LinearGaussian.random(6, 2, logvar_x=math.log(0.5), generator=g)
     x, _ = model.sample(16, generator=g)
     m, S_cov = model.posterior(x)
     # a diagonal proposal centred on the posterior mean with e^3 times its variances
@@ -386,9 +392,9 @@ def test_iwae_bound_with_one_sample_is_the_elbo_sample(tiny_vae, binary_data):
     x = binary_data[0][:8]
     mu, logvar = tiny_vae.encode(x)
     # with the same noise, log w = log p(x|z) + log p(z) - log q(z|x); its mean over samples is the ELBO
-    log_w, log_px_z = vl.log_weights(tiny_vae, x, mu, logvar, 3000, generator=torch.Generator().manual_seed(9))
+    log_w, log_px_z = vl.elbo.log_weights(tiny_vae, x, mu, logvar, 3000, generator=torch.Generator().manual_seed(9))
     assert log_w.shape == log_px_z.shape == (3000, 8)
-    terms = vl.elbo(tiny_vae, x, n_samples=3000, generator=torch.Generator().manual_seed(9))
+    terms = vl.objective(tiny_vae, x, k=3000, generator=torch.Generator().manual_seed(9))
     torch.testing.assert_close(log_px_z.mean(0), terms.reconstruction)
     # E_q[log p(z) - log q(z|x)] = -KL, up to Monte Carlo error
     log_ratio = log_w - log_px_z
@@ -470,8 +476,8 @@ def test_elbo_is_below_log_marginal_by_the_posterior_kl(one_d_vae):
     torch.testing.assert_close(log_px - elbo_quad, kl_post, rtol=1e-6, atol=1e-8)
     # vaelib's Monte Carlo ELBO agrees with the quadrature within its standard error
     n = 4000
-    terms = vl.elbo(model, x, n_samples=n, generator=torch.Generator().manual_seed(1))
-    zs = vl.reparameterize(mu, logvar, n, generator=torch.Generator().manual_seed(1))
+    terms = vl.objective(model, x, k=n, generator=torch.Generator().manual_seed(1))
+    zs = vl.gaussian.reparameterize(mu, logvar, n, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         se = model.log_likelihood(x, model.decode(zs)).std(0) / math.sqrt(n)
     assert ((terms.elbo.detach() - elbo_quad).abs() < 4 * se + 1e-9).all()
@@ -485,13 +491,13 @@ def test_elbo_is_below_log_marginal_by_the_posterior_kl(one_d_vae):
 @pytest.mark.parametrize("level", [-1000.0, 0.0, 500.0])
 def test_effective_sample_size_of_equal_weights_is_n(n, level):
     log_w = torch.full((n,), level, dtype=torch.float64)
-    assert vl.effective_sample_size(log_w).item() == pytest.approx(n, rel=1e-9)
+    assert vl.elbo.effective_sample_size(log_w).item() == pytest.approx(n, rel=1e-9)
 
 
 def test_effective_sample_size_of_one_dominant_weight_is_one():
     log_w = torch.full((100,), -1000.0, dtype=torch.float64)
     log_w[17] = 0.0
-    assert vl.effective_sample_size(log_w).item() == pytest.approx(1.0, rel=1e-9)
+    assert vl.elbo.effective_sample_size(log_w).item() == pytest.approx(1.0, rel=1e-9)
 
 
 def test_effective_sample_size_matches_kish_formula_along_dim():
@@ -499,10 +505,10 @@ def test_effective_sample_size_matches_kish_formula_along_dim():
     log_w = torch.randn(50, 4, generator=g, dtype=torch.float64) * 2  # (n, B)
     w = np.exp(log_w.numpy())
     expected = w.sum(0) ** 2 / (w**2).sum(0)
-    got = vl.effective_sample_size(log_w, dim=0)
+    got = vl.elbo.effective_sample_size(log_w, dim=0)
     assert got.shape == (4,)
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-10)
-    np.testing.assert_allclose(vl.effective_sample_size(log_w.T, dim=1).numpy(), expected, rtol=1e-10)
+    np.testing.assert_allclose(vl.elbo.effective_sample_size(log_w.T, dim=1).numpy(), expected, rtol=1e-10)
     assert ((got >= 1) & (got <= 50)).all()
 
 
@@ -511,6 +517,7 @@ def test_kl_warmup_values():
     assert [vl.kl_warmup(e, 2, beta=3.0) for e in range(4)] == pytest.approx([1.5, 3.0, 3.0, 3.0])
     assert [vl.kl_warmup(e, 0, beta=0.5) for e in range(3)] == [0.5, 0.5, 0.5]
     assert vl.kl_warmup(0, 1) == 1.0
-    for epoch, warmup in ((-1, 3), (0, -1)):
-        with pytest.raises(vl.VaelibError, match="epoch and warmup_epochs"):
+    for epoch, warmup, name in ((-1, 3, "epoch"), (0, -1, "warmup_epochs"), (1.5, 3, "epoch")):
+        with pytest.raises(vl.VaelibError, match=f"{name} must be an integer >= 0"):
             vl.kl_warmup(epoch, warmup)
+    assert vl.kl_warmup(np.int64(1), np.int32(4)) == 0.5  # numpy integers are integers

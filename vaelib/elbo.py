@@ -1,0 +1,300 @@
+"""The ELBO and its relatives: the beta-weighted objective and the
+importance-weighted bound L_k, all from one function, :func:`objective`
+(chapters 3 to 5).
+
+Conventions, everywhere in this module:
+
+* ``x`` is a batch of flattened inputs, shape (B, P); ``z`` is (B, D) or,
+  with k samples per input, (k, B, D).
+* Log-densities are in nats.  Per-example quantities are **summed over
+  pixels and latent dimensions** and returned with shape (B,) (or (k, B));
+  a training loss is their **mean over the batch**.
+
+A model the objective works with has the interface of
+:class:`LatentVariableModel`: :class:`vaelib.VAE` and
+:class:`vaelib.linear_gaussian.LinearGaussian` both do.
+
+References: Kingma and Welling (2014); Rezende, Mohamed and Wierstra (2014);
+Burda, Grosse and Salakhutdinov (2016).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import _checks
+from .errors import VaelibError
+from .gaussian import kl_standard_normal, log_normal, reparameterize
+
+# The helpers: what the chapters use as vl.elbo.*.  objective, ELBOTerms, iwae_bound,
+# log_marginal_likelihood and kl_warmup are public at the top level (vl.objective, ...).
+__all__ = ["LatentVariableModel", "bernoulli_log_likelihood", "log_weights", "log_mean_exp", "effective_sample_size"]
+
+
+@runtime_checkable
+class LatentVariableModel(Protocol):
+    """What :func:`objective`, :func:`iwae_bound` and :func:`vaelib.evaluate` need of a model.
+
+    ``p(z) = N(0, I)`` over ``latent_dim`` dimensions, a decoder that maps
+    ``z`` (..., B, D) to the parameters of ``p(x|z)`` over ``input_dim``
+    values, and an encoder that maps ``x`` (B, P) to the mean and
+    log-variance of a diagonal Gaussian ``q(z|x)``.  A conditional model
+    also takes labels ``y`` (B,) in ``encode`` and ``decode``.
+    """
+
+    input_dim: int  # P
+    latent_dim: int  # D
+    likelihood: str  # "bernoulli" or "gaussian": which inputs the likelihood accepts
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]: ...
+
+    def decode(self, z: Tensor) -> Tensor: ...
+
+    def log_likelihood(self, x: Tensor, x_param: Tensor) -> Tensor: ...
+
+
+def bernoulli_log_likelihood(x: Tensor, logits: Tensor) -> Tensor:
+    """``log p(x|z) = sum_p [x_p log s(l_p) + (1 - x_p) log(1 - s(l_p))]`` with ``s`` the sigmoid.
+
+    Computed from the decoder's ``logits`` (never from probabilities) as
+    minus the binary cross-entropy with logits, which stays finite for any
+    logit.  ``x`` in [0, 1] (non-binary values give the continuous
+    Bernoulli's unnormalised log-density).  ``x``: (..., P), ``logits``:
+    broadcastable; returns (...,), summed over pixels, in nats.
+    """
+    return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
+
+
+@dataclass(frozen=True)
+class ELBOTerms:
+    """The objective of each example and its parts, all (B,) and in nats.
+
+    ``elbo = reconstruction - kl``, where ``reconstruction`` is the Monte
+    Carlo estimate of ``E_q[log p(x|z)]`` (averaged over the k samples) and
+    ``kl`` the closed-form ``KL(q(z|x) || p(z))``.  ``objective`` is what
+    training maximises: ``reconstruction - beta * kl`` for k = 1, the bound
+    ``L_k`` for k > 1.  A model without a latent distribution (the
+    :class:`vaelib.Autoencoder`) has ``elbo = kl = None``.
+    """
+
+    objective: Tensor  #: (B,) what training maximises
+    elbo: Tensor | None  #: (B,) lower bound on log p(x)
+    reconstruction: Tensor  #: (B,) E_q[log p(x|z)], averaged over samples
+    kl: Tensor | None  #: (B,) KL(q(z|x) || N(0, I)), closed form
+
+    def items(self) -> list[tuple[str, Tensor]]:
+        """The (name, tensor) pairs that are not None, in field order."""
+        pairs = (("objective", self.objective), ("elbo", self.elbo), ("reconstruction", self.reconstruction),
+                 ("kl", self.kl))
+        return [(name, value) for name, value in pairs if value is not None]
+
+
+def _reference_tensor(model) -> Tensor | None:
+    """A parameter or buffer of the model, for its device and dtype (None for a model that has neither)."""
+    if isinstance(model, nn.Module):
+        return next(itertools.chain(model.parameters(), model.buffers()), None)
+    return None
+
+
+def _inputs(model, x: Tensor, check: bool) -> Tensor:
+    """x checked against the model's input size (and its values when ``check``), in the model's dtype."""
+    ref = _reference_tensor(model)
+    return _checks.images(x, model.input_dim, bernoulli=model.likelihood == "bernoulli", values=check,
+                          dtype=None if ref is None else ref.dtype)
+
+
+def _proposal(model, x: Tensor, y: Tensor | None, q) -> tuple[Tensor, Tensor]:
+    """The encoder's ``(mu, logvar)`` for x, or the given ``q`` broadcast to (B, D)."""
+    if q is None:
+        return model.encode(x) if y is None else model.encode(x, y)
+    shape = (x.shape[0], model.latent_dim)
+    mu, logvar = (torch.as_tensor(v, dtype=x.dtype, device=x.device) for v in q)
+    try:
+        return mu.expand(shape), logvar.expand(shape)
+    except RuntimeError:
+        raise VaelibError(
+            f"q = (mu, logvar) must broadcast to (B, D) = {shape}, got shapes {tuple(mu.shape)} and "
+            f"{tuple(logvar.shape)}"
+        ) from None
+
+
+def log_weights(
+    model,
+    x: Tensor,
+    mu: Tensor,
+    logvar: Tensor,
+    k: int,
+    *,
+    y: Tensor | None = None,
+    eps: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Log importance weights ``log w = log p(x|z) + log p(z) - log q(z|x)`` for k samples z ~ q.
+
+    ``z = mu + sigma * eps`` with ``eps`` given (k, B, D) or drawn with
+    ``generator``.  ``x``: (B, P); ``mu``, ``logvar``: (B, D).  Returns
+    ``(log_w, log_px_z)``, each (k, B), in nats.
+    """
+    z = reparameterize(mu, logvar, k, eps=eps, generator=generator)  # (k, B, D)
+    x_param = model.decode(z) if y is None else model.decode(z, y)  # (k, B, P)
+    log_px_z = model.log_likelihood(x, x_param)  # (k, B)
+    return log_px_z + log_normal(z) - log_normal(z, mu, logvar), log_px_z
+
+
+def log_mean_exp(log_w: Tensor, dim: int = 0) -> Tensor:
+    """``log((1/k) sum_i exp(log_w_i))`` along ``dim``, with log-sum-exp: the bound L_k from k log-weights."""
+    return torch.logsumexp(log_w, dim) - math.log(log_w.shape[dim])
+
+
+def objective(
+    model,
+    x: Tensor,
+    *,
+    beta: float = 1.0,
+    k: int = 1,
+    y: Tensor | None = None,
+    eps: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    q: tuple[Tensor | float, Tensor | float] | None = None,
+    check: bool = True,
+) -> ELBOTerms:
+    """The training objective of each example, with the ELBO and its two parts.
+
+    With ``z_1..z_k ~ q(z|x)`` drawn by reparameterization and
+    ``w_i = p(x|z_i) p(z) / q(z_i|x)``:
+
+        reconstruction = (1/k) sum_i log p(x|z_i)          (estimates E_q[log p(x|z)])
+        kl             = KL(q(z|x) || N(0, I))              (closed form)
+        elbo           = reconstruction - kl
+        objective      = reconstruction - beta * kl          for k = 1 (beta = 1: the ELBO)
+                       = L_k = log (1/k) sum_i w_i            for k > 1 (the IWAE bound)
+
+    ``x``: (B, P) or (B, C, H, W), any floating dtype (cast to the model's).
+    ``eps`` (k, B, D) fixes the noise (a (B, D) tensor is one sample); else
+    it is drawn with ``generator``.  ``q = (mu, logvar)`` replaces the
+    encoder's output (tensors or numbers broadcast to (B, D); ``(0.0, 0.0)``
+    is the prior itself).  ``y``: labels (B,) for a conditional model.
+    ``check=False`` skips the value checks, which synchronise with the
+    device, inside a loop whose data were checked once.  Returns
+    :class:`ELBOTerms` of (B,) tensors in nats; a training loss is
+    ``-terms.objective.mean()``.  A model that supplies its own terms (the
+    :class:`vaelib.Autoencoder`, through ``model.terms(x)``) is scored by them.
+    References: Kingma and Welling (2014), eq. 10; Burda et al. (2016), eq. 8.
+    """
+    if hasattr(model, "terms"):  # no latent distribution: the model knows its own objective
+        return model.terms(x)
+    k = _checks.count("k", k)
+    beta = _checks.number("beta", beta, minimum=0.0)
+    if k > 1 and beta != 1.0:
+        raise VaelibError("the bound L_k (k > 1) has no KL weight; use beta=1 with k > 1")
+    x = _inputs(model, x, check)
+    mu, logvar = _proposal(model, x, y, q)  # (B, D) each
+    if eps is not None and eps.dim() == mu.dim():
+        eps = eps.unsqueeze(0)  # one sample given as (B, D)
+    if eps is not None and eps.shape[0] != k:
+        raise VaelibError(f"eps holds {eps.shape[0]} samples per input but k={k}; pass k={eps.shape[0]}")
+    log_w, log_px_z = log_weights(model, x, mu, logvar, k, y=y, eps=eps, generator=generator)  # (k, B) each
+    reconstruction = log_px_z.mean(0)  # (B,)
+    kl = kl_standard_normal(mu, logvar)  # (B,)
+    # k = 1 uses the exact KL rather than the one-sample log-weight: the same expectation, less noise.
+    value = reconstruction - beta * kl if k == 1 else log_mean_exp(log_w)
+    return ELBOTerms(objective=value, elbo=reconstruction - kl, reconstruction=reconstruction, kl=kl)
+
+
+def _default_chunk(k: int, batch: int, width: int) -> int:
+    # Keep one chunk's decoder output near 2**24 floats (64 MB in float32).
+    return max(1, min(k, 2**24 // max(1, batch * width)))
+
+
+def iwae_bound(
+    model,
+    x: Tensor,
+    k: int,
+    *,
+    y: Tensor | None = None,
+    chunk_size: int | None = None,
+    generator: torch.Generator | None = None,
+    q: tuple[Tensor | float, Tensor | float] | None = None,
+    check: bool = True,
+) -> Tensor:
+    """The importance-weighted bound ``L_k(x) = E[log (1/k) sum_i w_i]`` per example, for any k.
+
+    ``w_i = p(x|z_i) p(z_i) / q(z_i|x)`` with ``z_i ~ q(z|x)`` i.i.d.
+    ``L_1`` is the ELBO; ``L_k <= L_{k+1} <= log p(x)`` and ``L_k -> log p(x)``
+    as k grows (Burda, Grosse and Salakhutdinov 2016, theorem 1).  The same
+    bound as ``objective(model, x, k=k).objective``, but the samples are
+    decoded in chunks of ``chunk_size``, so memory stays bounded for any k.
+    ``x``: (B, P); returns (B,) in nats.  Differentiable when grad is
+    enabled.  ``q = (mu, logvar)`` replaces the encoder as the proposal;
+    ``q = (0.0, 0.0)``, the prior itself, gives naive Monte Carlo.
+    """
+    k = _checks.count("k (the number of importance samples)", k)
+    x = _inputs(model, x, check)
+    mu, logvar = _proposal(model, x, y, q)  # (B, D)
+    chunk = _checks.count("chunk_size", chunk_size) if chunk_size is not None else _default_chunk(k, *x.shape)
+    log_w = torch.cat([
+        log_weights(model, x, mu, logvar, min(chunk, k - start), y=y, generator=generator)[0]
+        for start in range(0, k, chunk)
+    ])  # (k, B): small even for k = 5000; the decoder outputs were the large part
+    return log_mean_exp(log_w)
+
+
+@torch.no_grad()
+def log_marginal_likelihood(
+    model,
+    x: Tensor,
+    k: int = 5000,
+    *,
+    y: Tensor | None = None,
+    batch_size: int = 100,
+    chunk_size: int | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Estimate ``log p(x) ~ L_k`` (k = 5000 is the usual test protocol), per example.
+
+    Runs :func:`iwae_bound` without gradients over mini-batches of
+    ``batch_size`` inputs, each moved to the model's device.  ``x``: (N, P)
+    on any device; returns (N,) in nats, on the model's device.  Its
+    negative mean is the test negative log-likelihood reported in papers.
+    """
+    k = _checks.count("k", k)
+    batch_size = _checks.count("batch_size", batch_size)
+    x = _inputs(model, x, check=True)
+    ref = _reference_tensor(model)
+    device = x.device if ref is None else ref.device
+    parts = [
+        iwae_bound(model, x[i : i + batch_size].to(device), k, chunk_size=chunk_size, generator=generator,
+                   y=None if y is None else y[i : i + batch_size], check=False)
+        for i in range(0, x.shape[0], batch_size)
+    ]
+    return torch.cat(parts)
+
+
+def effective_sample_size(log_w: Tensor, dim: int = 0) -> Tensor:
+    """Kish's effective sample size of importance weights, ``(sum w)^2 / sum w^2``.
+
+    Computed from log-weights with log-sum-exp; between 1 (one weight
+    dominates) and the number of samples (all weights equal).
+    """
+    return torch.exp(2 * torch.logsumexp(log_w, dim) - torch.logsumexp(2 * log_w, dim))
+
+
+def kl_warmup(epoch: int, warmup_epochs: int, beta: float = 1.0) -> float:
+    """Linear KL warm-up: the KL weight at (0-based) ``epoch``.
+
+    Rises linearly from ``beta / warmup_epochs`` at epoch 0 to ``beta`` at
+    epoch ``warmup_epochs - 1`` and stays there; ``warmup_epochs = 0`` gives
+    ``beta`` throughout.  Reference: Bowman et al. (2016); Sønderby et al. (2016).
+    """
+    epoch = _checks.count("epoch", epoch, minimum=0)
+    warmup_epochs = _checks.count("warmup_epochs", warmup_epochs, minimum=0)
+    if warmup_epochs == 0:
+        return float(beta)
+    return float(beta) * min(1.0, (epoch + 1) / warmup_epochs)

@@ -1,0 +1,103 @@
+"""The diagonal Gaussian: its log-density, the reparameterized sample and the
+closed-form KL divergences (chapters 2 to 4).
+
+A leaf module: it imports nothing from vaelib but the errors, so every other
+module takes its Gaussian pieces from here.  A diagonal Gaussian is given by
+its mean ``mu`` and its log-variance ``logvar = log sigma^2``, both (..., D).
+Everything is in nats and **summed over the last dimension** unless
+``reduce=False`` asks for the per-dimension terms.
+
+References: Kingma and Welling (2014), section 2.4 and appendix B;
+Bishop, *Pattern Recognition and Machine Learning* (2006), section 2.3.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from .errors import VaelibError
+
+__all__ = ["LOG_2PI", "log_normal", "reparameterize", "gaussian_kl", "kl_standard_normal"]
+
+LOG_2PI = math.log(2.0 * math.pi)  # the one log(2 pi) of the package
+
+
+def log_normal(
+    x: Tensor, mu: Tensor | float = 0.0, logvar: Tensor | float = 0.0, *, reduce: bool = True
+) -> Tensor:
+    """``log N(x; mu, diag exp(logvar))``, the full density with its constant.
+
+    ``-1/2 sum_j [log(2 pi) + logvar_j + (x_j - mu_j)^2 / exp(logvar_j)]``.
+    With the defaults it is the standard-normal prior ``log p(z)``; with a
+    fixed variance ``sigma^2`` it is ``-||x - mu||^2 / (2 sigma^2)`` minus
+    ``P/2 log(2 pi sigma^2)``: squared error *up to that constant and that
+    scale*.  Shapes broadcast; (..., D) -> (...,) summed over the last
+    dimension, or (..., D) elementwise with ``reduce=False``.  Nats.
+    """
+    mu = torch.as_tensor(mu, dtype=x.dtype, device=x.device)
+    logvar = torch.as_tensor(logvar, dtype=x.dtype, device=x.device)
+    per_dim = -0.5 * (LOG_2PI + logvar + (x - mu).pow(2) * torch.exp(-logvar))
+    return per_dim.sum(-1) if reduce else per_dim
+
+
+def reparameterize(
+    mu: Tensor,
+    logvar: Tensor,
+    n_samples: int | None = None,
+    *,
+    eps: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """The reparameterized sample ``z = mu + sigma * eps`` with ``eps ~ N(0, I)``.
+
+    ``sigma = exp(logvar / 2)``.  ``mu``, ``logvar``: (B, D).  Returns (B, D)
+    when ``n_samples`` is None, else (K, B, D) with K = ``n_samples``.  The
+    noise can be given as ``eps`` (of the output's shape) or drawn with
+    ``generator``; gradients flow to ``mu`` and ``logvar`` but not to ``eps``.
+    Reference: Kingma and Welling (2014), section 2.4.
+    """
+    if n_samples is not None and (isinstance(n_samples, bool) or int(n_samples) != n_samples or n_samples < 1):
+        raise VaelibError(f"n_samples must be an integer >= 1, got {n_samples!r}")
+    shape = mu.shape if n_samples is None else (int(n_samples), *mu.shape)
+    if eps is None:
+        eps = torch.randn(shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    elif eps.shape != shape:
+        raise VaelibError(f"eps has shape {tuple(eps.shape)} but the sample needs {tuple(shape)}")
+    return mu + torch.exp(0.5 * logvar) * eps
+
+
+def gaussian_kl(
+    mu_q: Tensor, logvar_q: Tensor, mu_p: Tensor, logvar_p: Tensor, *, reduce: bool = True
+) -> Tensor:
+    """``KL(N(mu_q, diag s_q^2) || N(mu_p, diag s_p^2))`` in closed form.
+
+    Per dimension, with ``d = logvar_q - logvar_p``,
+
+        1/2 [(exp(d) - 1 - d) + (mu_q - mu_p)^2 / s_p^2].
+
+    Written this way it never overflows (only the *difference* of the
+    log-variances is exponentiated, so ``logvar`` near +-90 is fine in
+    float32) and never comes out negative from rounding: ``expm1(d) - d`` and
+    the squared term are each >= 0 in floating point.  Shapes broadcast;
+    returns (..., D) per dimension with ``reduce=False``, else the sum over
+    the last dimension (...,).  Nats.  Reference: Kingma and Welling (2014),
+    appendix B; Bishop (2006), exercise 10.13.
+    """
+    d = logvar_q - logvar_p
+    per_dim = 0.5 * ((torch.expm1(d) - d) + (mu_q - mu_p).pow(2) * torch.exp(-logvar_p))
+    return per_dim.sum(-1) if reduce else per_dim
+
+
+def kl_standard_normal(mu: Tensor, logvar: Tensor, *, reduce: bool = True) -> Tensor:
+    """``KL(N(mu, diag exp(logvar)) || N(0, I))``, the VAE's regulariser.
+
+    Per dimension ``1/2 (mu^2 + exp(logvar) - 1 - logvar)``: :func:`gaussian_kl`
+    with ``mu_p = 0``, ``logvar_p = 0`` (Kingma and Welling 2014, appendix B).
+    ``mu``, ``logvar``: (B, D).  Returns (B, D) per dimension with
+    ``reduce=False``, else (B,) summed over latents.  Nats, never negative.
+    """
+    zero = torch.zeros((), dtype=mu.dtype, device=mu.device)
+    return gaussian_kl(mu, logvar, zero, zero, reduce=reduce)
