@@ -124,6 +124,7 @@ class Report:
 # Reading the book configuration
 # --------------------------------------------------------------------------
 
+
 def toc_files(toc_path: Path) -> list[str]:
     """All ``file`` entries of a jb-book/jb-article ``_toc.yml``, in order."""
     data = yaml.safe_load(toc_path.read_text(encoding="utf8"))
@@ -172,6 +173,7 @@ def bib_entries(root: Path) -> list[tuple[str, str]]:
 # 1. Static checks
 # --------------------------------------------------------------------------
 
+
 def static_checks(html_dir: Path, pages: list[str], root: Path, rep: Report) -> dict[str, dict]:
     info: dict[str, dict] = {}
     if (html_dir / "index.html").is_file():
@@ -187,9 +189,7 @@ def static_checks(html_dir: Path, pages: list[str], root: Path, rep: Report) -> 
         text = path.read_text(encoding="utf8")
         srcs = re.findall(r"<img\b[^>]*?\bsrc=[\"']([^\"']+)[\"']", text)
         figures = [
-            s for s in srcs
-            if "_static/" not in s
-            and re.search(r"(\.(png|svg)$)|^data:image/(png|svg)", s, re.I)
+            s for s in srcs if "_static/" not in s and re.search(r"(\.(png|svg)$)|^data:image/(png|svg)", s, re.I)
         ]
         has_math = bool(re.search(r"math notranslate|\\\(|\\\[", text))
         info[doc] = {"has_math": has_math, "figures": len(figures)}
@@ -203,12 +203,15 @@ def static_checks(html_dir: Path, pages: list[str], root: Path, rep: Report) -> 
         if problems:
             rep.fail(f"{doc}.html: " + "; ".join(problems))
         else:
-            rep.ok(f"{doc}.html ({size_kb:.0f} KiB, {len(figures)} figure(s), "
-                   f"math: {'yes' if has_math else 'no'})")
+            rep.ok(f"{doc}.html ({size_kb:.0f} KiB, {len(figures)} figure(s), math: {'yes' if has_math else 'no'})")
 
     # The references page is the toc entry that holds the {bibliography}.
-    refs = [d for d in pages if (html_dir / f"{d}.html").is_file()
-            and "doc-biblioentry" in (html_dir / f"{d}.html").read_text(encoding="utf8")]
+    refs = [
+        d
+        for d in pages
+        if (html_dir / f"{d}.html").is_file()
+        and "doc-biblioentry" in (html_dir / f"{d}.html").read_text(encoding="utf8")
+    ]
     entries = bib_entries(root)
     if not entries:
         rep.info("no bibtex_bibfiles configured; skipping the bibliography check")
@@ -221,8 +224,10 @@ def static_checks(html_dir: Path, pages: list[str], root: Path, rep: Report) -> 
         plain = htmllib.unescape(re.sub(r"<[^>]+>", " ", text))
         missing = [k for k, surname in entries if surname and surname not in plain]
         if n_html < len(entries) or missing:
-            rep.fail(f"{page}.html: {n_html} bibliography entries rendered, "
-                     f"{len(entries)} in the .bib file(s); missing: {missing or '?'}")
+            rep.fail(
+                f"{page}.html: {n_html} bibliography entries rendered, "
+                f"{len(entries)} in the .bib file(s); missing: {missing or '?'}"
+            )
         else:
             rep.ok(f"{page}.html lists all {len(entries)} bibliography entries")
     return info
@@ -231,6 +236,7 @@ def static_checks(html_dir: Path, pages: list[str], root: Path, rep: Report) -> 
 # --------------------------------------------------------------------------
 # 2. Local MathJax
 # --------------------------------------------------------------------------
+
 
 def fetch_mathjax(spec: str, workdir: Path, components: set[str]) -> Path:
     """``npm pack`` MathJax and extract what the given components need.
@@ -245,7 +251,10 @@ def fetch_mathjax(spec: str, workdir: Path, components: set[str]) -> Path:
         raise RuntimeError("the `npm` client is needed to fetch MathJax (apt-get install npm)")
     proc = subprocess.run(
         [npm, "pack", spec, "--silent", "--pack-destination", str(workdir)],
-        cwd=workdir, capture_output=True, text=True, timeout=300,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     tarballs = sorted(workdir.glob("*.tgz"))
     if proc.returncode != 0 or not tarballs:
@@ -256,7 +265,7 @@ def fetch_mathjax(spec: str, workdir: Path, components: set[str]) -> Path:
         for member in tar.getmembers():
             if not member.isfile() or not member.name.startswith(prefix) or ".." in member.name:
                 continue
-            rel = member.name[len(prefix):]
+            rel = member.name[len(prefix) :]
             if "/" not in rel and rel not in components:
                 continue  # another combined component, not used by the pages
             if rel.startswith("sre/"):
@@ -301,17 +310,22 @@ def localize_mathjax(html_dir: Path, spec: str, mathjax_src: Path | None, rep: R
                 shutil.rmtree(target)
             shutil.copytree(src, target)
         for path, text in pending.items():
+
             def repl(m: re.Match, path=path) -> str:
                 rel = os.path.relpath(target / m.group(4), path.parent).replace(os.sep, "/")
                 return f"{m.group(1)}{m.group(2)}{rel}{m.group(2)}"
+
             path.write_text(CDN_MATHJAX_RE.sub(repl, text), encoding="utf8")
-    rep.ok(f"MathJax served locally from {LOCAL_MATHJAX_DIR}/ "
-           f"({len(pending)} page(s) rewritten, {already_local} already local)")
+    rep.ok(
+        f"MathJax served locally from {LOCAL_MATHJAX_DIR}/ "
+        f"({len(pending)} page(s) rewritten, {already_local} already local)"
+    )
 
 
 # --------------------------------------------------------------------------
 # 3. Browser checks
 # --------------------------------------------------------------------------
+
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
     errors: list[tuple[str, int]] = []
@@ -402,14 +416,17 @@ def full_page_screenshot(driver, path: Path, width: int = 1280) -> None:
     """Grow the viewport to the page height, capture it, then restore."""
     height = 0
     for _ in range(3):  # the layout can change once the viewport is taller
-        new = int(driver.execute_script(
-            "return Math.max(document.documentElement.scrollHeight, document.body.scrollHeight)"))
+        new = int(
+            driver.execute_script("return Math.max(document.documentElement.scrollHeight, document.body.scrollHeight)")
+        )
         new = max(1, min(new, 16000))
         if new == height:
             break
         height = new
-        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
-            "width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+        driver.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+        )
         time.sleep(0.3)
     try:
         shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
@@ -422,13 +439,14 @@ def raw_tex_hits(text: str) -> list[str]:
     hits = []
     for pattern, label in RAW_TEX_PATTERNS:
         for m in list(pattern.finditer(text))[:3]:
-            ctx = " ".join(text[max(0, m.start() - 30): m.end() + 30].split())
+            ctx = " ".join(text[max(0, m.start() - 30) : m.end() + 30].split())
             hits.append(f"{label}: ...{ctx}...")
     return hits
 
 
-def browser_checks(html_dir: Path, pages: list[str], static: dict, shots: Path,
-                   chromium: str, chromedriver: str, rep: Report) -> None:
+def browser_checks(
+    html_dir: Path, pages: list[str], static: dict, shots: Path, chromium: str, chromedriver: str, rep: Report
+) -> None:
     for exe, what in ((chromium, "chromium"), (chromedriver, "chromedriver")):
         if not (exe and Path(exe).is_file()):
             rep.fail(f"{what} not found ({exe!r}); apt-get install chromium chromium-driver")
@@ -494,8 +512,10 @@ def browser_checks(html_dir: Path, pages: list[str], static: dict, shots: Path,
                 for p in problems:
                     rep.fail(f"{doc} (browser): {p}")
             else:
-                rep.ok(f"{doc} (browser, {elapsed:.1f} s): {page['mjx']} math element(s), "
-                       f"{len(page['images'])} image(s) loaded, MathJax {waited.get('version')}")
+                rep.ok(
+                    f"{doc} (browser, {elapsed:.1f} s): {page['mjx']} math element(s), "
+                    f"{len(page['images'])} image(s) loaded, MathJax {waited.get('version')}"
+                )
             if shot.exists():
                 rep.info(f"screenshot: {shot}")
     finally:
@@ -508,17 +528,25 @@ def browser_checks(html_dir: Path, pages: list[str], static: dict, shots: Path,
 
 # --------------------------------------------------------------------------
 
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--html", default="_build/html", help="built HTML directory (default: %(default)s)")
-    parser.add_argument("--root", default=None,
-                        help="book source directory holding _toc.yml and _config.yml "
-                             "(default: two levels above --html if it has a _toc.yml, else the repository root)")
-    parser.add_argument("--screenshots", default="/tmp/vaelib-book-screenshots",
-                        help="directory for full-page PNG screenshots (default: %(default)s)")
+    parser.add_argument(
+        "--root",
+        default=None,
+        help="book source directory holding _toc.yml and _config.yml "
+        "(default: two levels above --html if it has a _toc.yml, else the repository root)",
+    )
+    parser.add_argument(
+        "--screenshots",
+        default="/tmp/vaelib-book-screenshots",
+        help="directory for full-page PNG screenshots (default: %(default)s)",
+    )
     parser.add_argument("--mathjax-spec", default="mathjax@3", help="npm package to fetch (default: %(default)s)")
-    parser.add_argument("--mathjax-dir", default=None,
-                        help="use this already extracted MathJax es5/ directory instead of npm")
+    parser.add_argument(
+        "--mathjax-dir", default=None, help="use this already extracted MathJax es5/ directory instead of npm"
+    )
     parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     parser.add_argument("--chromedriver", default=shutil.which("chromedriver") or "/usr/bin/chromedriver")
     args = parser.parse_args(argv)
@@ -527,8 +555,10 @@ def main(argv: list[str] | None = None) -> int:
     rep = Report()
     html_dir = Path(args.html).resolve()
     if not html_dir.is_dir():
-        print(f"FAIL HTML directory {html_dir} does not exist; build the book first "
-              "(jupyter-book build . -W -n --keep-going)")
+        print(
+            f"FAIL HTML directory {html_dir} does not exist; build the book first "
+            "(jupyter-book build . -W -n --keep-going)"
+        )
         return 1
     if args.root:
         root = Path(args.root).resolve()
@@ -540,11 +570,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"checking {html_dir} against {root / '_toc.yml'} ({len(pages)} pages)")
 
     static = static_checks(html_dir, pages, root, rep)
-    localize_mathjax(html_dir, args.mathjax_spec,
-                     Path(args.mathjax_dir).resolve() if args.mathjax_dir else None, rep)
+    localize_mathjax(html_dir, args.mathjax_spec, Path(args.mathjax_dir).resolve() if args.mathjax_dir else None, rep)
     if not any("MathJax" in f for f in rep.failures):
-        browser_checks(html_dir, pages, static, Path(args.screenshots).resolve(),
-                       args.chromium, args.chromedriver, rep)
+        browser_checks(html_dir, pages, static, Path(args.screenshots).resolve(), args.chromium, args.chromedriver, rep)
 
     elapsed = time.monotonic() - start
     if rep.failures:

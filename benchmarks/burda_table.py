@@ -31,8 +31,10 @@ def machine_description(device: torch.device) -> str:
     """A one-line description of where a run happened."""
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda}), torch {torch.__version__}"
-    return (f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-            f"{torch.get_num_threads()} threads, torch {torch.__version__}")
+    return (
+        f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}"
+    )
 
 
 def run_experiment(
@@ -67,14 +69,30 @@ def run_experiment(
     x_train, _ = vl.load("mnist", "train", root=root)
     x_test, _ = vl.load("mnist", "test", root=root)
     x_train, x_test = x_train[:n_train], x_test[:n_test]
-    config = vl.TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, k=k,
-                            pixels="dynamic", seed=seed, device=device)
+    config = vl.TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        lr_schedule=lr_schedule,
+        k=k,
+        pixels="dynamic",
+        seed=seed,
+        device=device,
+    )
     model = vl.build_model(burda_config(), seed=seed)
-    history = vl.fit(model, x_train, None, config, checkpoint=path, time_limit=time_limit, progress=progress,
-                     dataset="mnist")
-    result = {"k": k, "epochs": epochs, "epochs_done": history[-1]["epoch"] if history else 0,
-              "train_seconds_total": sum(h["seconds"] for h in history), "n_train": x_train.shape[0],
-              "n_test": x_test.shape[0], "eval_k": eval_k, "machine": machine_description(dev)}
+    history = vl.fit(
+        model, x_train, None, config, checkpoint=path, time_limit=time_limit, progress=progress, dataset="mnist"
+    )
+    result = {
+        "k": k,
+        "epochs": epochs,
+        "epochs_done": history[-1]["epoch"] if history else 0,
+        "train_seconds_total": sum(h["seconds"] for h in history),
+        "n_train": x_train.shape[0],
+        "n_test": x_test.shape[0],
+        "eval_k": eval_k,
+        "machine": machine_description(dev),
+    }
     result["finished"] = result["epochs_done"] >= epochs
     if result["finished"]:
         started = time.perf_counter()
@@ -90,8 +108,10 @@ def run_experiment(
 
 def render_table(results: list[dict]) -> str:
     """A Markdown table of our test NLL beside the published one, per k."""
-    lines = ["| objective | k | epochs | our test NLL (nats) | published (nats) | difference |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| objective | k | epochs | our test NLL (nats) | published (nats) | difference |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in sorted(results, key=lambda r: r["k"]):
         name = "VAE" if r["k"] == 1 else "IWAE"
         ours = r.get("test_nll")
@@ -107,13 +127,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, nargs="+", default=[1, 5, 50], help="training samples per input (1 = VAE)")
     parser.add_argument("--epochs", type=int, required=True, help="total epochs per model")
     parser.add_argument("--eval-k", type=int, default=5000, help="importance samples for the test log-likelihood")
-    parser.add_argument("--n-train", type=int, default=BURDA_N_TRAIN,
-                        help="train on the first N images (default: the published 59,600; the last 400 are their validation set)")
+    parser.add_argument(
+        "--n-train",
+        type=int,
+        default=BURDA_N_TRAIN,
+        help="train on the first N images (default: the published 59,600; the last 400 are their validation set)",
+    )
     parser.add_argument("--n-test", type=int, default=None, help="evaluate on the first N test images")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--lr", type=float, default=1e-3, help="the (initial) Adam learning rate")
-    parser.add_argument("--schedule", choices=["constant", "burda"], default="constant",
-                        help="learning rate: constant, or the published 8-pass decay shrunk to --epochs")
+    parser.add_argument(
+        "--schedule",
+        choices=["constant", "burda"],
+        default="constant",
+        help="learning rate: constant, or the published 8-pass decay shrunk to --epochs",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--time-limit", type=float, default=None, help="seconds of training per invocation")
     parser.add_argument("--run-dir", default="runs/burda", help="where checkpoints live between invocations")
@@ -124,20 +152,40 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for k in args.k:
         left = None if deadline is None else max(0.0, deadline - time.perf_counter())
-        rows.append(run_experiment(
-            k, epochs=args.epochs, run_dir=args.run_dir, eval_k=args.eval_k, n_train=args.n_train,
-            n_test=args.n_test, batch_size=args.batch_size, lr=args.lr, lr_schedule=args.schedule, device=args.device,
-            time_limit=left,
-        ))
+        rows.append(
+            run_experiment(
+                k,
+                epochs=args.epochs,
+                run_dir=args.run_dir,
+                eval_k=args.eval_k,
+                n_train=args.n_train,
+                n_test=args.n_test,
+                batch_size=args.batch_size,
+                lr=args.lr,
+                lr_schedule=args.schedule,
+                device=args.device,
+                time_limit=left,
+            )
+        )
         print(json.dumps(rows[-1]), flush=True)
     out = {
         "protocol": {
-            "model": "784-200-200-50 tanh MLP encoder and decoder, Bernoulli decoder (Burda et al. 2016, one stochastic layer)",
-            "data": f"MNIST, first {rows[0]['n_train']:,} training images, dynamic binarization for training; test set binarized once (seeded)",
-            "optimizer": (f"Adam, lr {args.lr} constant, batch {args.batch_size}" if args.schedule == "constant" else
-                          f"Adam, lr {args.lr} * 10^(-i/7) over 8 passes of 3^i epochs shrunk to {args.epochs}, batch {args.batch_size}"),
-            "epochs": args.epochs, "eval_k": args.eval_k, "n_train": rows[0]["n_train"], "n_test": rows[0]["n_test"],
-            "published_schedule": "3,280 epochs with lr 1e-3 * 10^(-i/7) for 3^i epochs, i = 0..7; batch 20; 59,600 training images",
+            "model": "784-200-200-50 tanh MLP encoder and decoder, Bernoulli decoder "
+            "(Burda et al. 2016, one stochastic layer)",
+            "data": f"MNIST, first {rows[0]['n_train']:,} training images, dynamic binarization for training; "
+            "test set binarized once (seeded)",
+            "optimizer": (
+                f"Adam, lr {args.lr} constant, batch {args.batch_size}"
+                if args.schedule == "constant"
+                else f"Adam, lr {args.lr} * 10^(-i/7) over 8 passes of 3^i epochs shrunk to {args.epochs}, "
+                f"batch {args.batch_size}"
+            ),
+            "epochs": args.epochs,
+            "eval_k": args.eval_k,
+            "n_train": rows[0]["n_train"],
+            "n_test": rows[0]["n_test"],
+            "published_schedule": "3,280 epochs with lr 1e-3 * 10^(-i/7) for 3^i epochs, i = 0..7; batch 20; "
+            "59,600 training images",
         },
         "results": rows,
         "table": render_table(rows),

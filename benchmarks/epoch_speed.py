@@ -58,8 +58,10 @@ def machine_description(device: torch.device) -> str:
     """A one-line description of where a run happened."""
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda}), torch {torch.__version__}"
-    return (f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-            f"{torch.get_num_threads()} threads, torch {torch.__version__}")
+    return (
+        f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}"
+    )
 
 
 def reference_epoch(root: str, device: torch.device, seed: int, n_train: int | None = None) -> dict:
@@ -93,8 +95,11 @@ def fit_epoch(x: torch.Tensor, device: torch.device, seed: int) -> dict:
     config = vl.TrainConfig(epochs=1, batch_size=128, lr=1e-3, seed=seed, device=str(device))
     start = time.perf_counter()
     history = vl.fit(model, x, None, config, progress=False)
-    return {"seconds": history[0]["seconds"], "wall_seconds": time.perf_counter() - start,
-            "train_loss": history[0]["train_loss"]}
+    return {
+        "seconds": history[0]["seconds"],
+        "wall_seconds": time.perf_counter() - start,
+        "train_loss": history[0]["train_loss"],
+    }
 
 
 def train_epoch_only(x: torch.Tensor, device: torch.device, seed: int) -> dict:
@@ -145,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=5, help="rounds; each runs every loop once, in a rotated order")
     parser.add_argument("--out", default=None, help="write the results here as JSON")
-    parser.add_argument("--n-train", type=int, default=None, help="use only the first N training images (a quick check)")
+    parser.add_argument(
+        "--n-train", type=int, default=None, help="use only the first N training images (a quick check)"
+    )
     args = parser.parse_args(argv)
     device = vl.resolve_device(args.device)
     n = args.n_train
@@ -159,9 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, list[dict]] = {name: [] for name in names}
     for r in range(args.rounds):
         # Rotate the order every round: a shared machine's slow spells then hit every loop alike.
-        for name in names[r % len(names):] + names[: r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             _, function, needs_root = LOOPS[name]
-            runs[name].append(function(args.root, device, args.seed, n) if needs_root else function(x, device, args.seed))
+            runs[name].append(
+                function(args.root, device, args.seed, n) if needs_root else function(x, device, args.seed)
+            )
     seconds = {name: _spread([run["seconds"] for run in runs[name]]) for name in names}
     median = {name: seconds[name]["median"] for name in names}
     result = {
@@ -183,10 +192,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'loop':<30}{'median s/epoch':>15}{'min':>8}{'max':>8}{'train loss (nats)':>19}")
     for name in names:
         loss = result["train_loss"].get(name)
-        print(f"{LOOPS[name][0]:<30}{median[name]:>15.2f}{seconds[name]['min']:>8.2f}{seconds[name]['max']:>8.2f}"
-              f"{'-' if loss is None else f'{loss:.2f}':>19}")
-    print(f"speedup of fit over the example {result['speedup']:.2f}x (bound {result['speedup_bound']:.2f}x); "
-          f"fit / train_epoch {result['fit_over_train_epoch']:.2f}; fit / layers only {result['fit_over_layers_only']:.2f}")
+        print(
+            f"{LOOPS[name][0]:<30}{median[name]:>15.2f}{seconds[name]['min']:>8.2f}{seconds[name]['max']:>8.2f}"
+            f"{'-' if loss is None else f'{loss:.2f}':>19}"
+        )
+    print(
+        f"speedup of fit over the example {result['speedup']:.2f}x (bound {result['speedup_bound']:.2f}x); "
+        f"fit / train_epoch {result['fit_over_train_epoch']:.2f}; "
+        f"fit / layers only {result['fit_over_layers_only']:.2f}"
+    )
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

@@ -38,9 +38,29 @@ NLL_K = 5000  # importance samples of the test NLL (the published protocol)
 CHECK_N = 1000  # the tests recompute the ELBO on this many test images ...
 CHECK_SEED = 0  # ... with this seed and k = 1
 
-_BURDA = ["--latent-dim", "50", "--hidden-dims", "200", "200", "--activation", "tanh", "--pixels", "dynamic",
-          "--n-train", str(BURDA_N_TRAIN), "--batch-size", "100", "--lr", "1e-3", "--lr-schedule", "burda",
-          "--eval-every", "20", "--eval-k", "100"]
+_BURDA = [
+    "--latent-dim",
+    "50",
+    "--hidden-dims",
+    "200",
+    "200",
+    "--activation",
+    "tanh",
+    "--pixels",
+    "dynamic",
+    "--n-train",
+    str(BURDA_N_TRAIN),
+    "--batch-size",
+    "100",
+    "--lr",
+    "1e-3",
+    "--lr-schedule",
+    "burda",
+    "--eval-every",
+    "20",
+    "--eval-k",
+    "100",
+]
 SPECS = {
     # name: (description, target, the `vaelib train` arguments)
     "notes-mnist-20": (
@@ -132,17 +152,25 @@ def export(name: str) -> int:
         "model_config": state["model_config"],
         "train_config": config,
         "dataset": state.get("dataset"),
-        "n_train": 60_000 if "--n-train" not in SPECS[name][2] else int(SPECS[name][2][SPECS[name][2].index("--n-train") + 1]),
+        "n_train": 60_000
+        if "--n-train" not in SPECS[name][2]
+        else int(SPECS[name][2][SPECS[name][2].index("--n-train") + 1]),
         "epochs": state["epoch"],
         "train_seconds": round(sum(h["seconds"] for h in history), 1),
         "machine": machine(),
         "vaelib_version": state["vaelib_version"],
         "command": command(name),
         "history": history,
-        "metrics": {"test_elbo": scores["elbo"], "test_reconstruction": scores["reconstruction"],
-                    "test_kl": scores["kl"], "test_nll": nll, "nll_k": NLL_K if nll is not None else None,
-                    "n_test": x_test.shape[0], "pixels": config["pixels"],
-                    "eval_seconds": round(eval_seconds, 1)},
+        "metrics": {
+            "test_elbo": scores["elbo"],
+            "test_reconstruction": scores["reconstruction"],
+            "test_kl": scores["kl"],
+            "test_nll": nll,
+            "nll_k": NLL_K if nll is not None else None,
+            "n_test": x_test.shape[0],
+            "pixels": config["pixels"],
+            "eval_seconds": round(eval_seconds, 1),
+        },
         "check": {"n_test": CHECK_N, "seed": CHECK_SEED, "k": 1, "elbo": check},
         "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
     }
@@ -159,9 +187,11 @@ def status() -> int:
             continue
         state = load_checkpoint(path)
         last = next((h for h in reversed(state["history"]) if "test_elbo" in h), {})
-        print(f"{name}: {state['epoch']}/{state['train_config']['epochs']} epochs, "
-              f"{sum(h['seconds'] for h in state['history']) / 3600:.2f} h; last test ELBO "
-              f"{last.get('test_elbo', float('nan')):.2f}, NLL(L_k) {last.get('test_nll', float('nan')):.2f}")
+        print(
+            f"{name}: {state['epoch']}/{state['train_config']['epochs']} epochs, "
+            f"{sum(h['seconds'] for h in state['history']) / 3600:.2f} h; last test ELBO "
+            f"{last.get('test_elbo', float('nan')):.2f}, NLL(L_k) {last.get('test_nll', float('nan')):.2f}"
+        )
     return 0
 
 

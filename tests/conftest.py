@@ -166,7 +166,9 @@ def mnist() -> dict:
     """
     root = os.environ.get("VAELIB_DATA")
     if not root:
-        pytest.skip("VAELIB_DATA is not set; point it at a directory holding MNIST/raw/*.gz to run the real-MNIST tests")
+        pytest.skip(
+            "VAELIB_DATA is not set; point it at a directory holding MNIST/raw/*.gz to run the real-MNIST tests"
+        )
     if vaelib.data.find_dataset("mnist", root) is None:
         pytest.fail(
             f"VAELIB_DATA={root} but no MNIST IDX files were found in {root}/MNIST/raw or {root}/MNIST; "

@@ -14,8 +14,8 @@ import pytest
 import vaelib
 import vaelib as vl
 import vaelib.checkpoint
-import vaelib.pretrained
 import vaelib.data
+import vaelib.pretrained
 import vaelib.train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,7 +53,17 @@ def test_model_config_is_the_published_architecture():
 
 def test_experiment_resumes_across_calls_and_reports_the_bound(tmp_path):
     root = _root()
-    kwargs = dict(epochs=2, run_dir=tmp_path, eval_k=20, n_train=300, n_test=40, batch_size=50, device="cpu", root=root, progress=False)
+    kwargs = dict(
+        epochs=2,
+        run_dir=tmp_path,
+        eval_k=20,
+        n_train=300,
+        n_test=40,
+        batch_size=50,
+        device="cpu",
+        root=root,
+        progress=False,
+    )
     first = burda.run_experiment(5, time_limit=0.0, **kwargs)  # stops after its first epoch
     assert first["epochs_done"] == 1 and not first["finished"] and "test_nll" not in first
     done = burda.run_experiment(5, **kwargs)  # resumes from the checkpoint
@@ -68,8 +78,17 @@ def test_experiment_resumes_across_calls_and_reports_the_bound(tmp_path):
 def test_experiment_trains_on_the_published_59600_images_by_default(tmp_path):
     root = _root()
     # time_limit=0 stops after one epoch, before the evaluation: only the training set size is checked here
-    row = burda.run_experiment(1, epochs=2, run_dir=tmp_path, n_test=10, batch_size=200, device="cpu", root=root,
-                                  progress=False, time_limit=0.0)
+    row = burda.run_experiment(
+        1,
+        epochs=2,
+        run_dir=tmp_path,
+        n_test=10,
+        batch_size=200,
+        device="cpu",
+        root=root,
+        progress=False,
+        time_limit=0.0,
+    )
     assert row["n_train"] == 59_600 and row["epochs_done"] == 1
     assert vaelib.checkpoint.load_checkpoint(tmp_path / "k1.pt")["history"][0]["train_loss"] > 0
 
@@ -77,10 +96,34 @@ def test_experiment_trains_on_the_published_59600_images_by_default(tmp_path):
 def test_script_writes_json_and_table(tmp_path):
     root = _root()
     out = tmp_path / "results.json"
-    cmd = [sys.executable, str(REPO / "benchmarks" / "burda_table.py"), "--k", "1", "2", "--epochs", "1", "--eval-k", "10",
-           "--n-train", "200", "--n-test", "30", "--batch-size", "50", "--device", "cpu", "--run-dir", str(tmp_path / "runs"),
-           "--schedule", "burda", "--out", str(out)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "VAELIB_DATA": root, "CI": "true"})
+    cmd = [
+        sys.executable,
+        str(REPO / "benchmarks" / "burda_table.py"),
+        "--k",
+        "1",
+        "2",
+        "--epochs",
+        "1",
+        "--eval-k",
+        "10",
+        "--n-train",
+        "200",
+        "--n-test",
+        "30",
+        "--batch-size",
+        "50",
+        "--device",
+        "cpu",
+        "--run-dir",
+        str(tmp_path / "runs"),
+        "--schedule",
+        "burda",
+        "--out",
+        str(out),
+    ]
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "VAELIB_DATA": root, "CI": "true"}
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     results = json.loads(out.read_text())
     assert [r["k"] for r in results["results"]] == [1, 2]

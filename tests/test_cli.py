@@ -34,19 +34,43 @@ def _run(capsys, *argv):
 def test_train_evaluate_sample_end_to_end(tmp_path, capsys):
     root = _mnist_root()
     run = tmp_path / "run"
-    code, out, err = _run(capsys, "train", "--epochs", "2", "--n-train", "1000", "--n-test", "200", "--latent-dim", "2",
-                          "--hidden", "64", "--lr-schedule", "burda", "--device", "cpu", "--data-root", root, "--out", str(run),
-                          "--quiet")
+    code, out, err = _run(
+        capsys,
+        "train",
+        "--epochs",
+        "2",
+        "--n-train",
+        "1000",
+        "--n-test",
+        "200",
+        "--latent-dim",
+        "2",
+        "--hidden",
+        "64",
+        "--lr-schedule",
+        "burda",
+        "--device",
+        "cpu",
+        "--data-root",
+        root,
+        "--out",
+        str(run),
+        "--quiet",
+    )
     assert code == 0, err
     summary = json.loads(out)
     assert summary["epochs_done"] == 2
     history = json.loads((run / "history.json").read_text())["history"]
     assert [h["epoch"] for h in history] == [1, 2]
-    assert history[0]["lr"] == 1e-3 and history[1]["lr"] == pytest.approx(1e-4)  # epoch 2 starts at 1640 of 3280: the last pass
+    assert history[0]["lr"] == 1e-3 and history[1]["lr"] == pytest.approx(
+        1e-4
+    )  # epoch 2 starts at 1640 of 3280: the last pass
     assert summary["test_elbo"] == pytest.approx(history[-1]["test_elbo"])
 
     # evaluate: the k-sample bound is at least the ELBO, so NLL <= -ELBO (up to Monte Carlo noise).
-    code, out, err = _run(capsys, "evaluate", str(run), "--k", "200", "--n-test", "100", "--device", "cpu", "--data-root", root)
+    code, out, err = _run(
+        capsys, "evaluate", str(run), "--k", "200", "--n-test", "100", "--device", "cpu", "--data-root", root
+    )
     assert code == 0, err
     scores = json.loads(out)
     assert scores["n_test"] == 100 and scores["k"] == 200
@@ -100,8 +124,16 @@ def test_errors_in_input_give_one_line_and_exit_1(tmp_path, capsys):
     assert code == 1 and "not a readable checkpoint" in err and len(err.strip().splitlines()) == 1
     code, _, err = _run(capsys, "sample", str(tmp_path / "missing"), "--out", str(tmp_path / "a.png"))
     assert code == 1 and "no checkpoint" in err
-    code, _, err = _run(capsys, "train", "--out", str(tmp_path / "r"), "--data-root", str(tmp_path / "empty"),
-                          "--no-download", "--quiet")
+    code, _, err = _run(
+        capsys,
+        "train",
+        "--out",
+        str(tmp_path / "r"),
+        "--data-root",
+        str(tmp_path / "empty"),
+        "--no-download",
+        "--quiet",
+    )
     # An empty root without the download must name the path searched.
     assert code == 1 and str(tmp_path / "empty") in err
 
@@ -109,12 +141,16 @@ def test_errors_in_input_give_one_line_and_exit_1(tmp_path, capsys):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
 def test_cuda_without_gpu_is_a_clear_error(tmp_path, capsys):
     root = _mnist_root()
-    code, _, err = _run(capsys, "train", "--device", "cuda", "--n-train", "10", "--out", str(tmp_path / "r"), "--data-root", root)
+    code, _, err = _run(
+        capsys, "train", "--device", "cuda", "--n-train", "10", "--out", str(tmp_path / "r"), "--data-root", root
+    )
     assert code == 1 and "CUDA" in err and "cpu" in err
 
 
 def test_python_dash_m_runs_the_cli():
     done = subprocess.run([sys.executable, "-m", "vaelib", "--version"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == f"vaelib {vl.__version__}"
-    done = subprocess.run([sys.executable, "-m", "vaelib", "train", "--help"], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "vaelib", "train", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0 and "--latent-dim" in done.stdout

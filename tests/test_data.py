@@ -66,7 +66,9 @@ def test_binarized_mnist_is_binary_with_the_grey_mean(mnist):
 # ---------------------------------------------------------------- Fashion-MNIST
 
 
-@pytest.mark.skipif(not FASHION.is_dir(), reason=f"Fashion-MNIST is not installed at {FASHION} (Debian's dataset-fashion-mnist)")
+@pytest.mark.skipif(
+    not FASHION.is_dir(), reason=f"Fashion-MNIST is not installed at {FASHION} (Debian's dataset-fashion-mnist)"
+)
 def test_fashion_mnist_from_the_system_location(tmp_path, no_download):
     assert vaelib.data.find_dataset("fashion-mnist", root=tmp_path) == FASHION
     x, y = vl.load("fashion-mnist", "train", root=tmp_path)

@@ -93,14 +93,16 @@ def test_bernoulli_log_likelihood_matches_torch_distributions(shape):
 def test_bernoulli_log_likelihood_equals_minus_binary_cross_entropy():
     g = torch.Generator().manual_seed(6)
     logits = torch.randn(8, 30, generator=g, dtype=torch.float64) * 3  # moderate
-    for x in (torch.bernoulli(torch.full((8, 30), 0.5, dtype=torch.float64), generator=g),
-              torch.rand(8, 30, generator=g, dtype=torch.float64)):  # binary and grey targets
+    for x in (
+        torch.bernoulli(torch.full((8, 30), 0.5, dtype=torch.float64), generator=g),
+        torch.rand(8, 30, generator=g, dtype=torch.float64),
+    ):  # binary and grey targets
         expected = -F.binary_cross_entropy(torch.sigmoid(logits), x, reduction="none").sum(-1)
         torch.testing.assert_close(vl.elbo.bernoulli_log_likelihood(x, logits), expected, rtol=1e-10, atol=1e-10)
 
 
-def _log_sigmoid_numpy(l: np.ndarray) -> np.ndarray:
-    return -np.logaddexp(0.0, -l)
+def _log_sigmoid_numpy(logits: np.ndarray) -> np.ndarray:
+    return -np.logaddexp(0.0, -logits)
 
 
 def test_bernoulli_log_likelihood_stays_finite_for_extreme_logits():
@@ -109,8 +111,8 @@ def test_bernoulli_log_likelihood_stays_finite_for_extreme_logits():
     got = vl.elbo.bernoulli_log_likelihood(x, logits)
     assert torch.isfinite(got).all()
     # independent reference in float64 numpy: x log s(l) + (1 - x) log s(-l)
-    l, xn = logits.double().numpy(), x.double().numpy()
-    expected = (xn * _log_sigmoid_numpy(l) + (1 - xn) * _log_sigmoid_numpy(-l)).sum(-1)
+    ln, xn = logits.double().numpy(), x.double().numpy()
+    expected = (xn * _log_sigmoid_numpy(ln) + (1 - xn) * _log_sigmoid_numpy(-ln)).sum(-1)
     np.testing.assert_allclose(got.double().numpy(), expected, rtol=1e-6)
     assert got.item() == pytest.approx(-200.0, rel=1e-6)  # the two confident mistakes cost 100 nats each
     torch.testing.assert_close(got, Bernoulli(logits=logits).log_prob(x).sum(-1))
@@ -160,7 +162,9 @@ def test_log_normal_defaults_to_the_standard_normal_prior():
     z = torch.randn(7, 3, generator=g, dtype=torch.float64)
     torch.testing.assert_close(vl.gaussian.log_normal(z), Normal(0.0, 1.0).log_prob(z).sum(-1))
     mu, logvar = _gaussian_params((7, 3), seed=11)
-    torch.testing.assert_close(vl.gaussian.log_normal(z, mu, logvar), Normal(mu, torch.exp(0.5 * logvar)).log_prob(z).sum(-1))
+    torch.testing.assert_close(
+        vl.gaussian.log_normal(z, mu, logvar), Normal(mu, torch.exp(0.5 * logvar)).log_prob(z).sum(-1)
+    )
 
 
 # ---------------------------------------------------------------- reparameterize
@@ -456,7 +460,7 @@ def test_log_marginal_likelihood_matches_quadrature(one_d_vae):
     exact, *_ = _quadrature(model, x)
     estimate = vl.log_marginal_likelihood(model, x, k=5000, generator=torch.Generator().manual_seed(0))
     assert estimate.shape == (12,)
-    assert (estimate - exact).abs().max() < 0.05, (estimate - exact)
+    assert (estimate - exact).abs().max() < 0.05, estimate - exact
 
 
 def test_elbo_is_below_log_marginal_by_the_posterior_kl(one_d_vae):

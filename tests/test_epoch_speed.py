@@ -16,8 +16,13 @@ SCRIPT = REPO / "benchmarks" / "epoch_speed.py"
 
 def _run(*args, root):
     env = {**os.environ, "CI": "true"}
-    return subprocess.run([sys.executable, str(SCRIPT), "--root", root, "--device", "cpu", *args],
-                          capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), "--root", root, "--device", "cpu", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
 
 
 def test_benchmark_interleaves_four_loops_and_writes_json(tmp_path):

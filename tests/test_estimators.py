@@ -25,8 +25,12 @@ DT = torch.float64
 SHAPES = [(3,), (2, 4)]
 ESTIMATORS = {
     "score": lambda f, mu, lv, n, g: E.score_function_gradient(f, mu, lv, n, generator=g),
-    "score-constant-baseline": lambda f, mu, lv, n, g: E.score_function_gradient(f, mu, lv, n, baseline=1.5, generator=g),
-    "score-leave-one-out": lambda f, mu, lv, n, g: E.score_function_gradient(f, mu, lv, n, baseline="leave-one-out", generator=g),
+    "score-constant-baseline": lambda f, mu, lv, n, g: E.score_function_gradient(
+        f, mu, lv, n, baseline=1.5, generator=g
+    ),
+    "score-leave-one-out": lambda f, mu, lv, n, g: E.score_function_gradient(
+        f, mu, lv, n, baseline="leave-one-out", generator=g
+    ),
     "pathwise": lambda f, mu, lv, n, g: E.reparameterized_gradient(f, mu, lv, n, generator=g),
 }
 
@@ -167,7 +171,9 @@ def test_variance_of_the_mean_falls_like_one_over_k():
     reps = 4000
     var = {}
     for k in (1, 16):
-        est = E.reparameterized_gradient(f, mu.expand(reps, 4), logvar.expand(reps, 4), k, generator=g)[0]  # (k, reps, 4)
+        est = E.reparameterized_gradient(f, mu.expand(reps, 4), logvar.expand(reps, 4), k, generator=g)[
+            0
+        ]  # (k, reps, 4)
         var[k] = est.mean(0).var(0)  # variance of the k-sample estimate over the repetitions
     ratio = var[1] / var[16]
     assert ((ratio > 16 * 0.8) & (ratio < 16 * 1.25)).all()
@@ -202,7 +208,9 @@ def test_inputs_are_left_alone_and_no_grad_context_works():
     mu.requires_grad_(True)
     before = mu.detach().clone()
     with torch.no_grad():
-        g_mu, _ = E.reparameterized_gradient(E.integrand("quadratic"), mu, logvar, 3, generator=torch.Generator().manual_seed(0))
+        g_mu, _ = E.reparameterized_gradient(
+            E.integrand("quadratic"), mu, logvar, 3, generator=torch.Generator().manual_seed(0)
+        )
     assert g_mu.shape == (3, 3) and not g_mu.requires_grad
     assert mu.grad is None and torch.equal(mu.detach(), before)
 
@@ -234,7 +242,9 @@ def test_errors():
 def _linear_vae(seed=17):
     """A vl.VAE whose decoder is one linear layer with a Gaussian likelihood: its ELBO is closed form."""
     torch.manual_seed(seed)
-    config = vl.VAEConfig(image_shape=(1, 2, 3), latent_dim=3, hidden_dims=(), likelihood="gaussian", gaussian_logvar=-0.5)
+    config = vl.VAEConfig(
+        image_shape=(1, 2, 3), latent_dim=3, hidden_dims=(), likelihood="gaussian", gaussian_logvar=-0.5
+    )
     model = vl.VAE(config).double()
     x = torch.rand(4, 6, generator=torch.Generator().manual_seed(seed), dtype=DT)
     mu, logvar = _params((4, 3), seed=seed)
@@ -259,7 +269,9 @@ def test_elbo_pathwise_gradient_matches_the_closed_form():
     rec, kl = _closed_form_elbo(model, x, m, lv)
     exact_mu, exact_lv = torch.autograd.grad((rec - kl).sum(), (m, lv))
     # Closed form agrees with vl.linear_gaussian's linear-Gaussian ELBO.
-    lg = vl.linear_gaussian.LinearGaussian(model.decoder[0].weight.detach(), model.decoder[0].bias.detach(), model.config.gaussian_logvar)
+    lg = vl.linear_gaussian.LinearGaussian(
+        model.decoder[0].weight.detach(), model.decoder[0].bias.detach(), model.config.gaussian_logvar
+    )
     assert torch.allclose(lg.elbo(x, mu, logvar), (rec - kl).detach(), atol=1e-10)
 
     # Per-sample pathwise gradients of the reconstruction term, through the model's decoder.
@@ -295,7 +307,7 @@ def test_fixed_eps_elbo_matches_finite_differences_and_reaches_the_encoder():
     mu, logvar = mu.detach().requires_grad_(True), logvar.detach()
 
     def loss(m):
-        return (-vl.objective(model, x, q=(m, logvar), eps=eps).objective.mean())
+        return -vl.objective(model, x, q=(m, logvar), eps=eps).objective.mean()
 
     loss(mu).backward()
     h = 1e-6

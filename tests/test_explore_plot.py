@@ -198,8 +198,18 @@ def test_plot_figures(no_pyplot, vae2, binary_data):
     _check_figure(vl.plot.latent_scatter(mu), 1)
     _check_figure(vl.plot.latent_scatter(mu, torch.arange(len(mu)) % 10), 2)  # with a colour bar
     _check_figure(vl.plot.manifold(vl.latent_grid(vae2, 4)), 1)
-    history = [{"epoch": e, "train_elbo": -10.0 + e, "test_elbo": -11.0 + e, "train_kl": 1.0, "test_kl": 1.2,
-                "train_reconstruction": -9.0 + e, "test_reconstruction": -9.8 + e} for e in (1, 2, 3)]
+    history = [
+        {
+            "epoch": e,
+            "train_elbo": -10.0 + e,
+            "test_elbo": -11.0 + e,
+            "train_kl": 1.0,
+            "test_kl": 1.2,
+            "train_reconstruction": -9.0 + e,
+            "test_reconstruction": -9.8 + e,
+        }
+        for e in (1, 2, 3)
+    ]
     fig = vl.plot.training_curves(history, title="run")
     _check_figure(fig, 3)
     assert [ax.get_title() for ax in fig.axes] == ["elbo", "reconstruction", "kl"]

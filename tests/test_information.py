@@ -12,7 +12,8 @@ import math
 
 import pytest
 import torch
-from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal, kl_divergence as torch_kl
+from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
+from torch.distributions import kl_divergence as torch_kl
 
 from vaelib.errors import VaelibError
 from vaelib.gaussian import gaussian_kl, kl_standard_normal
@@ -24,11 +25,11 @@ from vaelib.information import (
     gaussian_cross_entropy,
     gaussian_entropy,
     gaussian_kl_monte_carlo,
-    self_information,
     kl_divergence,
     kl_on_grid,
     mixture_log_prob,
     mixture_moments,
+    self_information,
 )
 
 SHAPES = [(), (3,), (2, 5)]
@@ -68,7 +69,14 @@ def test_module_exports_everything_in_all():
     module = importlib.import_module("vaelib.information")
     for name in module.__all__:
         assert hasattr(module, name), name
-    for name in ["mixture_log_prob", "mixture_moments", "kl_on_grid", "fit_gaussian", "GaussianFit", "gaussian_kl_monte_carlo"]:
+    for name in [
+        "mixture_log_prob",
+        "mixture_moments",
+        "kl_on_grid",
+        "fit_gaussian",
+        "GaussianFit",
+        "gaussian_kl_monte_carlo",
+    ]:
         assert name in module.__all__
 
 
@@ -328,7 +336,9 @@ def test_gaussian_cross_entropy_is_entropy_plus_kl(shape, dtype):
     assert h_pq.shape == shape
     p, q = diag_normal(mu_p, logvar_p), diag_normal(mu_q, logvar_q)
     torch.testing.assert_close(h_pq, p.entropy() + torch_kl(p, q), rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(gaussian_cross_entropy(mu_p, logvar_p, mu_p, logvar_p), gaussian_entropy(logvar_p), **tol(dtype))
+    torch.testing.assert_close(
+        gaussian_cross_entropy(mu_p, logvar_p, mu_p, logvar_p), gaussian_entropy(logvar_p), **tol(dtype)
+    )
 
 
 def test_gaussian_cross_entropy_matches_monte_carlo():
@@ -349,10 +359,17 @@ def test_gaussian_kl_matches_torch(shape, dtype):
     kl = gaussian_kl(mu_q, logvar_q, mu_p, logvar_p)
     assert kl.shape == shape and kl.dtype == dtype
     reference = torch_kl(diag_normal(mu_q, logvar_q), diag_normal(mu_p, logvar_p))
-    torch.testing.assert_close(kl, reference, rtol=1e-4 if dtype == torch.float32 else 1e-10, atol=1e-4 if dtype == torch.float32 else 1e-10)
+    torch.testing.assert_close(
+        kl, reference, rtol=1e-4 if dtype == torch.float32 else 1e-10, atol=1e-4 if dtype == torch.float32 else 1e-10
+    )
     per_dim = gaussian_kl(mu_q, logvar_q, mu_p, logvar_p, reduce=False)
     assert per_dim.shape == (*shape, 5)
-    torch.testing.assert_close(per_dim, torch_kl(Normal(mu_q, (0.5 * logvar_q).exp()), Normal(mu_p, (0.5 * logvar_p).exp())), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        per_dim,
+        torch_kl(Normal(mu_q, (0.5 * logvar_q).exp()), Normal(mu_p, (0.5 * logvar_p).exp())),
+        rtol=1e-4,
+        atol=1e-4,
+    )
     assert (per_dim >= 0).all()
 
 
@@ -449,10 +466,14 @@ def test_mixture_log_prob_matches_torch(shape, dtype):
 def test_mixture_log_prob_is_normalised_and_finite_in_far_tails():
     weights, mu, logvar = mixture_params()
     grid = torch.linspace(-12, 12, 4001, dtype=torch.float64)
-    assert torch.trapezoid(mixture_log_prob(grid, weights, mu, logvar).exp(), grid).item() == pytest.approx(1.0, abs=1e-9)
+    assert torch.trapezoid(mixture_log_prob(grid, weights, mu, logvar).exp(), grid).item() == pytest.approx(
+        1.0, abs=1e-9
+    )
     far = mixture_log_prob(torch.tensor([-100.0, 100.0], dtype=torch.float64), weights, mu, logvar)
     assert torch.isfinite(far).all()
-    torch.testing.assert_close(far, torch_mixture(weights, mu, logvar).log_prob(torch.tensor([-100.0, 100.0], dtype=torch.float64)))
+    torch.testing.assert_close(
+        far, torch_mixture(weights, mu, logvar).log_prob(torch.tensor([-100.0, 100.0], dtype=torch.float64))
+    )
 
 
 def test_mixture_moments_match_torch_and_quadrature():
@@ -500,7 +521,10 @@ def test_kl_on_grid_matches_closed_form_gaussian_kl(shape):
 
 def test_kl_on_grid_error_shrinks_with_grid_spacing():
     d = torch.float64
-    p, q = Normal(torch.tensor(0.0, dtype=d), torch.tensor(1.0, dtype=d)), Normal(torch.tensor(1.0, dtype=d), torch.tensor(2.0, dtype=d))
+    p, q = (
+        Normal(torch.tensor(0.0, dtype=d), torch.tensor(1.0, dtype=d)),
+        Normal(torch.tensor(1.0, dtype=d), torch.tensor(2.0, dtype=d)),
+    )
     exact = torch_kl(p, q)
     errors = []
     for n in (9, 13, 17, 21, 41):  # spacing 2.5 down to 0.5 on [-10, 10]

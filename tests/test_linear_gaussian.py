@@ -98,8 +98,9 @@ def test_log_joint_and_bayes_rule():
     model = make(P=5, D=2, seed=30)
     x, _ = model.sample(4, generator=gen(31))
     z = 3 * torch.randn(10, 4, 2, generator=gen(32), dtype=DT)  # arbitrary codes, not posterior samples
-    ref = (torch.distributions.Normal(model.decode(z), math.sqrt(model.var_x)).log_prob(x).sum(-1)
-           + torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1))
+    ref = torch.distributions.Normal(model.decode(z), math.sqrt(model.var_x)).log_prob(x).sum(
+        -1
+    ) + torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
     lj = model.log_joint(x, z)
     assert lj.shape == (10, 4)
     assert torch.allclose(lj, ref, atol=1e-10)
@@ -206,7 +207,11 @@ def test_elbo_forms_agree():
     x, _ = model.sample(3, generator=gen(55))
     mu, logvar = random_q(model, x, 56)
     recon = model.expected_log_likelihood(x, mu, logvar)
-    assert torch.allclose(recon - vl.gaussian.kl_standard_normal(mu, logvar), model.log_marginal(x) - model.kl_to_posterior(x, mu, logvar), atol=1e-10)
+    assert torch.allclose(
+        recon - vl.gaussian.kl_standard_normal(mu, logvar),
+        model.log_marginal(x) - model.kl_to_posterior(x, mu, logvar),
+        atol=1e-10,
+    )
     z = torch.distributions.Normal(mu, (0.5 * logvar).exp()).sample((50_000,))
     ll = torch.distributions.Normal(model.decode(z), math.sqrt(model.var_x)).log_prob(x).sum(-1)
     assert ((ll.mean(0) - recon).abs() < 5 * ll.std(0) / math.sqrt(ll.shape[0])).all()
@@ -274,7 +279,9 @@ def test_prior_proposal_has_far_smaller_effective_sample_size():
     x, _ = model.sample(4, generator=gen(73))
     m, S = model.posterior(x)
     M = 5000
-    lw_prior, _ = vl.elbo.log_weights(model, x, torch.zeros(4, 4, dtype=DT), torch.zeros(4, 4, dtype=DT), M, generator=gen(74))
+    lw_prior, _ = vl.elbo.log_weights(
+        model, x, torch.zeros(4, 4, dtype=DT), torch.zeros(4, 4, dtype=DT), M, generator=gen(74)
+    )
     lw_post, _ = vl.elbo.log_weights(model, x, m, S.diagonal().log().expand_as(m), M, generator=gen(75))
     ess_prior = vl.elbo.effective_sample_size(lw_prior) / M
     ess_post = vl.elbo.effective_sample_size(lw_post) / M

@@ -62,7 +62,10 @@ def test_conv_config_accepts_sizes_divisible_by_4_and_mlp_any_size():
 
 @pytest.mark.parametrize(
     "kwargs, pattern",
-    [({"activation": "foo"}, r"activation must be one of .*'foo'"), ({"latent_dim": 0}, r"latent_dim must be an integer >= 1")],
+    [
+        ({"activation": "foo"}, r"activation must be one of .*'foo'"),
+        ({"latent_dim": 0}, r"latent_dim must be an integer >= 1"),
+    ],
 )
 def test_autoencoder_config_rejects_bad_values(kwargs, pattern):
     with pytest.raises(vl.VaelibError, match=pattern):
@@ -165,7 +168,9 @@ def test_autoencoder_shapes_and_linear_case():
 
 
 def test_gaussian_likelihood_with_fixed_variance_is_a_buffer():
-    config = vl.VAEConfig(image_shape=(1, 4, 4), latent_dim=2, hidden_dims=(8,), likelihood="gaussian", gaussian_logvar=-2.0)
+    config = vl.VAEConfig(
+        image_shape=(1, 4, 4), latent_dim=2, hidden_dims=(8,), likelihood="gaussian", gaussian_logvar=-2.0
+    )
     model = vl.VAE(config)
     buffers, params = dict(model.named_buffers()), dict(model.named_parameters())
     assert "x_logvar" in buffers and "x_logvar" not in params
@@ -179,8 +184,12 @@ def test_gaussian_likelihood_with_fixed_variance_is_a_buffer():
 
 def test_gaussian_likelihood_with_learned_variance_gets_gradients():
     config = vl.VAEConfig(
-        image_shape=(1, 4, 4), latent_dim=2, hidden_dims=(8,), likelihood="gaussian",
-        gaussian_logvar=0.5, learn_gaussian_logvar=True,
+        image_shape=(1, 4, 4),
+        latent_dim=2,
+        hidden_dims=(8,),
+        likelihood="gaussian",
+        gaussian_logvar=0.5,
+        learn_gaussian_logvar=True,
     )
     model = vl.VAE(config)
     params = dict(model.named_parameters())
@@ -214,8 +223,14 @@ def test_bernoulli_model_mean_is_the_sigmoid_of_the_logits():
     "config",
     [
         vl.VAEConfig(),
-        vl.VAEConfig(image_shape=(1, 8, 8), latent_dim=3, hidden_dims=(16, 8), activation="elu", likelihood="gaussian",
-                     learn_gaussian_logvar=True),
+        vl.VAEConfig(
+            image_shape=(1, 8, 8),
+            latent_dim=3,
+            hidden_dims=(16, 8),
+            activation="elu",
+            likelihood="gaussian",
+            learn_gaussian_logvar=True,
+        ),
         vl.VAEConfig(image_shape=(1, 8, 8), architecture="conv", conv_channels=(4, 8)),
         vl.AutoencoderConfig(latent_dim=3, linear=True),
         vl.AutoencoderConfig(image_shape=(1, 6, 6), hidden_dims=(10,), activation="gelu"),

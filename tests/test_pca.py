@@ -40,6 +40,7 @@ def _low_rank_data(n=500, N=12, variances=(9.0, 4.0, 1.0), noise=0.05, seed=0, d
 
 # ---------------------------------------------------------------- fit_pca
 
+
 def test_fit_pca_matches_numpy_covariance_eigendecomposition():
     x, _ = _low_rank_data(n=300, N=10, variances=(5.0, 3.0, 2.0, 1.0), noise=0.3)
     M = 4
@@ -77,6 +78,7 @@ def test_fit_pca_rejects_bad_input():
 
 
 # ---------------------------------------------------------------- reconstruction
+
 
 def test_training_error_is_sum_of_discarded_eigenvalues():
     # On the fitted data, (1/n) sum_i ||x_i - x_hat_i||^2 = ((n - 1) / n) * sum_{j > M} lambda_j.
@@ -139,6 +141,7 @@ def test_pca_error_curve_matches_separate_fits_and_decreases():
 
 # ---------------------------------------------------------------- principal angles
 
+
 @pytest.mark.parametrize("p,q", [(3, 3), (4, 2), (2, 5)])
 def test_principal_angles_match_scipy(p, q):
     g = torch.Generator().manual_seed(p * 10 + q)
@@ -156,15 +159,21 @@ def test_principal_angles_known_cases():
     A = torch.randn(20, 4, generator=g, dtype=torch.float64)
     # the same subspace behind a random invertible mix: all angles 0
     R = torch.randn(4, 4, generator=g, dtype=torch.float64) + 4 * torch.eye(4, dtype=torch.float64)
-    torch.testing.assert_close(vl.pca.principal_angles(A, A @ R), torch.zeros(4, dtype=torch.float64), atol=1e-7, rtol=0)
+    torch.testing.assert_close(
+        vl.pca.principal_angles(A, A @ R), torch.zeros(4, dtype=torch.float64), atol=1e-7, rtol=0
+    )
     # orthogonal subspaces: all angles pi/2
     E = torch.eye(6, dtype=torch.float64)
-    torch.testing.assert_close(vl.pca.principal_angles(E[:, :2], E[:, 2:5]), torch.full((2,), math.pi / 2, dtype=torch.float64))
+    torch.testing.assert_close(
+        vl.pca.principal_angles(E[:, :2], E[:, 2:5]), torch.full((2,), math.pi / 2, dtype=torch.float64)
+    )
     # one known angle, tiny (accuracy of the sine branch) and large (cosine branch)
     for t in (1e-7, 0.3, 1.2):
         a = E[:, :2]
         b = torch.stack([E[:, 0], math.cos(t) * E[:, 1] + math.sin(t) * E[:, 2]], 1)
-        torch.testing.assert_close(vl.pca.principal_angles(a, b), torch.tensor([0.0, t], dtype=torch.float64), atol=1e-14, rtol=1e-9)
+        torch.testing.assert_close(
+            vl.pca.principal_angles(a, b), torch.tensor([0.0, t], dtype=torch.float64), atol=1e-14, rtol=1e-9
+        )
 
 
 def test_principal_angles_rejects_bad_shapes():
@@ -175,6 +184,7 @@ def test_principal_angles_rejects_bad_shapes():
 
 
 # ---------------------------------------------------------------- random bases, code transforms, moments
+
 
 def test_random_orthonormal_is_orthonormal_seeded_and_isotropic(one_thread):
     Q = vl.pca.random_orthonormal(30, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
@@ -192,7 +202,9 @@ def test_random_orthonormal_is_orthonormal_seeded_and_isotropic(one_thread):
 @pytest.mark.parametrize("linear", [True, False])
 def test_transform_code_keeps_reconstructions(linear):
     torch.manual_seed(0)
-    ae = vl.Autoencoder(vl.AutoencoderConfig(image_shape=(1, 3, 4), latent_dim=3, hidden_dims=(8,), linear=linear)).double()
+    ae = vl.Autoencoder(
+        vl.AutoencoderConfig(image_shape=(1, 3, 4), latent_dim=3, hidden_dims=(8,), linear=linear)
+    ).double()
     x = torch.rand(7, 12, dtype=torch.float64)
     A = torch.randn(3, 3, dtype=torch.float64) + 3 * torch.eye(3, dtype=torch.float64)
     b = torch.tensor([5.0, -2.0, 0.5], dtype=torch.float64)
@@ -204,7 +216,9 @@ def test_transform_code_keeps_reconstructions(linear):
     assert all(torch.equal(p, q) for p, q in zip(before, ae.parameters()))  # the original is untouched
     torch.testing.assert_close(
         vl.pca.principal_angles(new.decoder[0].weight.detach(), ae.decoder[0].weight.detach()),
-        torch.zeros(3, dtype=torch.float64), atol=1e-7, rtol=0,
+        torch.zeros(3, dtype=torch.float64),
+        atol=1e-7,
+        rtol=0,
     )
 
 
@@ -212,7 +226,9 @@ def test_transform_code_rejects_vae_and_bad_matrix():
     with pytest.raises(VaelibError):
         vl.autoencoder.transform_code(vl.VAE(vl.VAEConfig(latent_dim=2, hidden_dims=(8,))), torch.eye(2))
     with pytest.raises(VaelibError):
-        vl.autoencoder.transform_code(vl.Autoencoder(vl.AutoencoderConfig(latent_dim=2, hidden_dims=(8,))), torch.eye(3))
+        vl.autoencoder.transform_code(
+            vl.Autoencoder(vl.AutoencoderConfig(latent_dim=2, hidden_dims=(8,))), torch.eye(3)
+        )
 
 
 def test_aggregate_moments_match_monte_carlo_of_the_mixture():
@@ -233,6 +249,7 @@ def test_aggregate_moments_match_monte_carlo_of_the_mixture():
 
 # ---------------------------------------------------------------- a linear autoencoder finds the PCA subspace
 
+
 def test_init_linear_autoencoder_is_a_centred_random_projection():
     ae = vl.Autoencoder(vl.AutoencoderConfig(image_shape=(1, 2, 5), latent_dim=3, linear=True)).double()
     mean = torch.linspace(-1, 1, 10, dtype=torch.float64)
@@ -244,7 +261,9 @@ def test_init_linear_autoencoder_is_a_centred_random_projection():
         torch.testing.assert_close(ae(x), vl.pca.pca_reconstruct(x, mean, Q))
         torch.testing.assert_close(ae.encode(mean[None]), torch.zeros(1, 3, dtype=torch.float64))
     with pytest.raises(VaelibError):
-        vl.autoencoder.init_linear_autoencoder_(vl.Autoencoder(vl.AutoencoderConfig(latent_dim=2, hidden_dims=(8,))), torch.zeros(784))
+        vl.autoencoder.init_linear_autoencoder_(
+            vl.Autoencoder(vl.AutoencoderConfig(latent_dim=2, hidden_dims=(8,))), torch.zeros(784)
+        )
 
 
 def test_linear_autoencoder_trained_by_fit_spans_the_pca_subspace(one_thread):

@@ -24,10 +24,14 @@ def mnist_subset():
 def test_default_model_100_epochs_stays_finite(mnist_subset):
     torch.manual_seed(0)
     model = vl.VAE()
-    history = vl.fit(model, mnist_subset, None, vl.TrainConfig(epochs=100, batch_size=128, seed=0, device="cpu"), progress=False)
+    history = vl.fit(
+        model, mnist_subset, None, vl.TrainConfig(epochs=100, batch_size=128, seed=0, device="cpu"), progress=False
+    )
     assert len(history) == 100
     for entry in history:
-        assert all(math.isfinite(entry[key]) for key in ("train_loss", "train_elbo", "train_reconstruction", "train_kl"))
+        assert all(
+            math.isfinite(entry[key]) for key in ("train_loss", "train_elbo", "train_reconstruction", "train_kl")
+        )
     # And it learned: the last epoch's ELBO is far above the first's.
     assert history[-1]["train_elbo"] > history[0]["train_elbo"] + 100
     assert all(torch.isfinite(p).all() for p in model.parameters())

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import random
 from pathlib import Path
 
@@ -65,7 +64,9 @@ def test_fit_history_has_the_documented_keys_and_the_elbo_improves(tiny_config, 
         assert entry["seconds"] > 0
         # with beta = 1 and k = 1 the loss is minus the ELBO, and ELBO = reconstruction - KL
         assert entry["train_loss"] == pytest.approx(-entry["train_elbo"], rel=1e-5)
-        assert entry["train_elbo"] == pytest.approx(entry["train_reconstruction"] - entry["train_kl"], rel=1e-5, abs=1e-4)
+        assert entry["train_elbo"] == pytest.approx(
+            entry["train_reconstruction"] - entry["train_kl"], rel=1e-5, abs=1e-4
+        )
         assert entry["test_elbo"] == pytest.approx(entry["test_reconstruction"] - entry["test_kl"], rel=1e-5, abs=1e-4)
         assert entry["train_kl"] >= 0 and entry["test_kl"] >= 0
     assert history[-1]["train_elbo"] > history[0]["train_elbo"] + 0.5
@@ -126,8 +127,13 @@ def test_fit_follows_the_schedule_and_resumes_on_it(tiny_config, binary_data, tm
     path = tmp_path / "vae.pt"
     vl.fit(vl.VAE(tiny_config), binary_data[0], config=config, checkpoint=path, time_limit=0.0, progress=False)
     with pytest.raises(vl.CheckpointError, match=r"epochs=8.*epochs=9.*laid over epochs"):
-        vl.fit(vl.VAE(tiny_config), binary_data[0], config=dataclasses.replace(config, epochs=9), checkpoint=path,
-               progress=False)
+        vl.fit(
+            vl.VAE(tiny_config),
+            binary_data[0],
+            config=dataclasses.replace(config, epochs=9),
+            checkpoint=path,
+            progress=False,
+        )
 
 
 def test_autoencoder_training_reduces_squared_error(grey_data):
@@ -139,7 +145,9 @@ def test_autoencoder_training_reduces_squared_error(grey_data):
             return (model(test_x) - test_x).pow(2).sum(-1).mean().item()
 
     before = squared_error()
-    history = vl.fit(model, train_x, test_x, vl.TrainConfig(epochs=6, batch_size=64, lr=1e-2, device="cpu"), progress=False)
+    history = vl.fit(
+        model, train_x, test_x, vl.TrainConfig(epochs=6, batch_size=64, lr=1e-2, device="cpu"), progress=False
+    )
     after = squared_error()
     assert after < 0.5 * before
     # the history reports minus the squared error, and no ELBO or KL: an autoencoder has neither
@@ -210,8 +218,12 @@ def test_dynamic_pixels_draw_fresh_binary_pixels_each_epoch(tiny_config, strictl
 def test_binarization_needs_pixels_in_unit_interval(tiny_config):
     for pixels in ("fixed", "dynamic"):
         with pytest.raises(vl.VaelibError, match=r"\[0, 1\]"):
-            vl.fit(vl.VAE(tiny_config), torch.full((8, 16), 1.5), config=vl.TrainConfig(epochs=1, pixels=pixels, device="cpu"),
-                   progress=False)
+            vl.fit(
+                vl.VAE(tiny_config),
+                torch.full((8, 16), 1.5),
+                config=vl.TrainConfig(epochs=1, pixels=pixels, device="cpu"),
+                progress=False,
+            )
 
 
 # ---------------------------------------------------------------- k > 1: the importance-weighted bound
@@ -290,11 +302,23 @@ def test_checkpoint_holds_everything_needed_to_resume(tiny_config, binary_data, 
     model = vl.VAE(tiny_config)
     history = vl.fit(model, binary_data[0], config=fast_train, checkpoint=path, progress=False)
     state = torch.load(path, map_location="cpu", weights_only=False)  # read independently of vaelib
-    for key in ("model_kind", "model_config", "model_state", "optimizer", "epoch", "rng_state", "train_config", "history",
-                "vaelib_version"):
+    for key in (
+        "model_kind",
+        "model_config",
+        "model_state",
+        "optimizer",
+        "epoch",
+        "rng_state",
+        "train_config",
+        "history",
+        "vaelib_version",
+    ):
         assert key in state, key
     assert state["model_kind"] == "VAE"
-    assert vl.VAEConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in state["model_config"].items()}) == tiny_config
+    assert (
+        vl.VAEConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in state["model_config"].items()})
+        == tiny_config
+    )
     assert state["epoch"] == fast_train.epochs
     assert state["train_config"] == dataclasses.asdict(fast_train)
     assert state["history"] == history
@@ -331,7 +355,9 @@ def test_resumed_training_equals_uninterrupted_training(tiny_config, binary_data
 
     torch.manual_seed(0)
     first = vl.VAE(tiny_config)
-    part = vl.fit(first, train_x, test_x, dataclasses.replace(config, epochs=2), checkpoint=tmp_path / "b.pt", progress=False)
+    part = vl.fit(
+        first, train_x, test_x, dataclasses.replace(config, epochs=2), checkpoint=tmp_path / "b.pt", progress=False
+    )
     assert len(part) == 2
     torch.manual_seed(123)  # a fresh model with other initial weights: everything must come from the checkpoint
     resumed = vl.VAE(tiny_config)
@@ -375,17 +401,40 @@ def test_resume_may_change_epochs_and_device_only(tiny_config, binary_data, tmp_
     path = tmp_path / "vae.pt"
     config = vl.TrainConfig(epochs=1, batch_size=64, lr=1e-2, device="cpu")
     vl.fit(vl.VAE(tiny_config), x, config=config, checkpoint=path, progress=False)
-    history = vl.fit(vl.VAE(tiny_config), x, config=dataclasses.replace(config, epochs=2, device="auto"), checkpoint=path,
-                     progress=False)
+    history = vl.fit(
+        vl.VAE(tiny_config),
+        x,
+        config=dataclasses.replace(config, epochs=2, device="auto"),
+        checkpoint=path,
+        progress=False,
+    )
     assert [h["epoch"] for h in history] == [1, 2]
-    for change in ({"lr": 1e-3}, {"batch_size": 32}, {"seed": 1}, {"beta": 0.5}, {"pixels": "dynamic"}, {"warmup_epochs": 2},
-                   {"k": 2}):
+    for change in (
+        {"lr": 1e-3},
+        {"batch_size": 32},
+        {"seed": 1},
+        {"beta": 0.5},
+        {"pixels": "dynamic"},
+        {"warmup_epochs": 2},
+        {"k": 2},
+    ):
         with pytest.raises(vl.CheckpointError, match="only epochs and device may change"):
-            vl.fit(vl.VAE(tiny_config), x, config=dataclasses.replace(config, epochs=3, **change), checkpoint=path,
-                   progress=False)
+            vl.fit(
+                vl.VAE(tiny_config),
+                x,
+                config=dataclasses.replace(config, epochs=3, **change),
+                checkpoint=path,
+                progress=False,
+            )
     # resume=False starts over and overwrites
-    history = vl.fit(vl.VAE(tiny_config), x, config=dataclasses.replace(config, lr=1e-3), checkpoint=path, resume=False,
-                     progress=False)
+    history = vl.fit(
+        vl.VAE(tiny_config),
+        x,
+        config=dataclasses.replace(config, lr=1e-3),
+        checkpoint=path,
+        resume=False,
+        progress=False,
+    )
     assert len(history) == 1
 
 
@@ -394,7 +443,9 @@ def test_resume_rejects_a_checkpoint_for_another_model(tiny_config, binary_data,
     vl.fit(vl.VAE(tiny_config), binary_data[0], config=fast_train, checkpoint=path, progress=False)
     more = dataclasses.replace(fast_train, epochs=fast_train.epochs + 1)
     other = vl.VAE(dataclasses.replace(tiny_config, latent_dim=3))
-    with pytest.raises(vl.CheckpointError, match=r"was made for VAE\(.*latent_dim=2.*but the model is VAE\(.*latent_dim=3"):
+    with pytest.raises(
+        vl.CheckpointError, match=r"was made for VAE\(.*latent_dim=2.*but the model is VAE\(.*latent_dim=3"
+    ):
         vl.fit(other, binary_data[0], config=more, checkpoint=path, progress=False)
     ae = vl.Autoencoder(vl.AutoencoderConfig(image_shape=(1, 4, 4), latent_dim=2, hidden_dims=(32,)))
     with pytest.raises(vl.CheckpointError, match="was made for VAE.*Autoencoder"):
@@ -637,7 +688,9 @@ def test_progress_is_silent_in_ci(tiny_config, binary_data, fast_train, monkeypa
 
 
 @pytest.mark.parametrize("ci, progress", [("true", True), (None, None), ("false", None)])
-def test_progress_bar_shows_when_asked_or_outside_ci(tiny_config, binary_data, fast_train, monkeypatch, capsys, ci, progress):
+def test_progress_bar_shows_when_asked_or_outside_ci(
+    tiny_config, binary_data, fast_train, monkeypatch, capsys, ci, progress
+):
     if ci is None:
         monkeypatch.delenv("CI", raising=False)
     else:

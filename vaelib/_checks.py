@@ -95,7 +95,9 @@ def labels(y, n: int, num_classes: int) -> Tensor:
     if not isinstance(y, Tensor):
         y = torch.as_tensor(y)
     if y.is_floating_point() or y.dtype == torch.bool or y.dim() != 1:
-        raise VaelibError(f"y must be a 1-D integer tensor of class labels, got dtype {y.dtype}, shape {tuple(y.shape)}")
+        raise VaelibError(
+            f"y must be a 1-D integer tensor of class labels, got dtype {y.dtype}, shape {tuple(y.shape)}"
+        )
     if y.shape[0] != n:
         raise VaelibError(f"y holds {y.shape[0]} labels for {n} inputs; pass one label per input")
     if n and (int(y.min()) < 0 or int(y.max()) >= num_classes):

@@ -18,9 +18,9 @@ import torch
 from torch import Tensor, nn
 
 from . import _checks
+from .elbo import ELBOTerms
 from .errors import VaelibError
 from .models import ACTIVATIONS, mlp, normalise_config
-from .elbo import ELBOTerms
 from .pca import random_orthonormal
 
 __all__ = ["init_linear_autoencoder_", "transform_code", "aggregate_moments", "box_samples"]
@@ -101,7 +101,9 @@ class Autoencoder(nn.Module):
         return ELBOTerms(objective=neg_sq_err, elbo=None, reconstruction=neg_sq_err, kl=None)
 
 
-def init_linear_autoencoder_(model: Autoencoder, mean: Tensor, *, generator: torch.Generator | None = None) -> Autoencoder:
+def init_linear_autoencoder_(
+    model: Autoencoder, mean: Tensor, *, generator: torch.Generator | None = None
+) -> Autoencoder:
     """Initialise a linear autoencoder, in place, as a random centred orthogonal projection.
 
     With ``Q = vl.pca.random_orthonormal(P, D)`` (independent of the data)

@@ -132,8 +132,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     except pickle.UnpicklingError as err:
         global_name = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
         if global_name is None:  # bad bytes rather than a forbidden object
-            raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt: {_first_line(err)}); "
-                                  "use an earlier checkpoint or train again") from err
+            raise CheckpointError(
+                f"{path} is not a readable checkpoint (truncated or corrupt: {_first_line(err)}); "
+                "use an earlier checkpoint or train again"
+            ) from err
         # weights_only refuses anything but tensors and plain containers: a torch.save(model) file ends here.
         raise CheckpointError(
             f"{path} holds a pickled Python object ({global_name.group(1)}), not a vaelib checkpoint (was a whole "
@@ -150,7 +152,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
             f"{path} is not a vaelib checkpoint (no '{FORMAT}' marker); was it written by vaelib.save_checkpoint?"
         )
     if not isinstance(state.get("format_version"), int) or state["format_version"] > FORMAT_VERSION:
-        raise CheckpointError(f"{path} uses checkpoint format {state.get('format_version')!r}; upgrade vaelib to read it")
+        raise CheckpointError(
+            f"{path} uses checkpoint format {state.get('format_version')!r}; upgrade vaelib to read it"
+        )
     missing = [key for key in REQUIRED if key not in state]
     if missing:
         raise CheckpointError(f"{path} is an incomplete vaelib checkpoint: it lacks {', '.join(missing)}")

@@ -112,11 +112,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vaelib {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    t = sub.add_parser("train", help="train a VAE and save its checkpoint and history",
-                       description="Train a VAE; rerun the same command to resume from the run's checkpoint.")
+    t = sub.add_parser(
+        "train",
+        help="train a VAE and save its checkpoint and history",
+        description="Train a VAE; rerun the same command to resume from the run's checkpoint.",
+    )
     t.add_argument("--out", required=True, help="run directory for checkpoint.pt and history.json")
-    t.add_argument("--time-limit", type=float, default=None,
-                   help="stop after the epoch that passes this many seconds; rerun to resume")
+    t.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        help="stop after the epoch that passes this many seconds; rerun to resume",
+    )
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     data = t.add_argument_group("data")
     data.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
@@ -132,8 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--k", type=_integer(1), default=5000, help="importance samples (default 5000)")
     e.add_argument("--n-test", type=_integer(1), default=None, help="evaluate on the first N test images only")
     e.add_argument("--batch-size", type=_integer(1), default=100)
-    e.add_argument("--seed", type=_integer(0), default=None,
-                   help="seed of the test binarization and the noise (default: the run's training seed)")
+    e.add_argument(
+        "--seed",
+        type=_integer(0),
+        default=None,
+        help="seed of the test binarization and the noise (default: the run's training seed)",
+    )
     e.add_argument("--device", default="auto")
     e.add_argument("--data-root", default=None)
     e.add_argument("--no-download", action="store_true", help="never download: fail if the data is not on disk")
@@ -174,17 +185,35 @@ def _train(args) -> dict:
     x_test, y_test = load(args.dataset, "test", root=args.data_root, download=not args.no_download)
     labels = model_config.num_classes > 0
     model = build_model(model_config, seed=train_config.seed)
-    history = fit(model, x_train[: args.n_train], x_test[: args.n_test], train_config,
-                  y_train=y_train[: args.n_train] if labels else None, y_test=y_test[: args.n_test] if labels else None,
-                  checkpoint=out / CHECKPOINT_NAME, time_limit=args.time_limit,
-                  progress=False if args.quiet else None, dataset=args.dataset)
-    record = {"dataset": args.dataset, "n_train": args.n_train, "n_test": args.n_test, "model": asdict(model_config),
-              "train": asdict(train_config), "history": history}
+    history = fit(
+        model,
+        x_train[: args.n_train],
+        x_test[: args.n_test],
+        train_config,
+        y_train=y_train[: args.n_train] if labels else None,
+        y_test=y_test[: args.n_test] if labels else None,
+        checkpoint=out / CHECKPOINT_NAME,
+        time_limit=args.time_limit,
+        progress=False if args.quiet else None,
+        dataset=args.dataset,
+    )
+    record = {
+        "dataset": args.dataset,
+        "n_train": args.n_train,
+        "n_test": args.n_test,
+        "model": asdict(model_config),
+        "train": asdict(train_config),
+        "history": history,
+    }
     (out / "history.json").write_text(json.dumps(record, indent=1) + "\n")
     last = history[-1]
-    return {"run": str(out), "epochs_done": last["epoch"], "finished": last["epoch"] >= train_config.epochs,
-            "test_elbo": next((h["test_elbo"] for h in reversed(history) if "test_elbo" in h), None),
-            "train_elbo": last.get("train_elbo")}
+    return {
+        "run": str(out),
+        "epochs_done": last["epoch"],
+        "finished": last["epoch"] >= train_config.epochs,
+        "test_elbo": next((h["test_elbo"] for h in reversed(history) if "test_elbo" in h), None),
+        "train_elbo": last.get("train_elbo"),
+    }
 
 
 def _evaluate(args) -> dict:
@@ -208,8 +237,15 @@ def _evaluate(args) -> dict:
         x = binarize(x, streams.generator(seed, "test_pixels", device))
     labels = y if getattr(model.config, "num_classes", 0) else None
     scores = evaluate(model, x, y=labels, k=args.k, batch_size=args.batch_size, seed=seed + streams.STREAMS["nll"])
-    return {"run": str(path), "dataset": dataset, "n_test": x.shape[0], "pixels": "binarized" if pixels != "grey" else "grey",
-            "k": args.k, "seed": seed, **{f"test_{key}": value for key, value in scores.items()}}
+    return {
+        "run": str(path),
+        "dataset": dataset,
+        "n_test": x.shape[0],
+        "pixels": "binarized" if pixels != "grey" else "grey",
+        "k": args.k,
+        "seed": seed,
+        **{f"test_{key}": value for key, value in scores.items()},
+    }
 
 
 def _sample(args) -> dict:
@@ -248,10 +284,14 @@ def _info(args) -> dict:
 
     mps = getattr(torch.backends, "mps", None)
     return {
-        "vaelib": __version__, "python": platform.python_version(), "torch": torch.__version__,
-        "torchvision": torchvision.__version__, "cuda_available": torch.cuda.is_available(),
+        "vaelib": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "cuda_available": torch.cuda.is_available(),
         "mps_available": bool(mps and mps.is_available()),
-        "device": str(resolve_device("auto")), "data_root": str(data_root()),
+        "device": str(resolve_device("auto")),
+        "data_root": str(data_root()),
         "datasets": {name: str(find_dataset(name) or "not found") for name in DATASETS},
     }
 
@@ -272,8 +312,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vaelib {args.command}: error: {err}", file=sys.stderr)
         return 1
     except Exception as err:  # a bug: one line, and where to report it
-        print(f"vaelib {args.command}: internal error: {type(err).__name__}: {err} "
-              "(please report it with the command you ran)", file=sys.stderr)
+        print(
+            f"vaelib {args.command}: internal error: {type(err).__name__}: {err} "
+            "(please report it with the command you ran)",
+            file=sys.stderr,
+        )
         return 1
     print(json.dumps(result, indent=1))
     return 0

@@ -142,8 +142,9 @@ def load(
             reason = " ".join(str(err).split())
             searched = ", ".join(str(p) for p in _candidates(name, base))
             raise DataError(
-                f"{name} is not on disk (searched {searched}) and the download into {base} failed ({type(err).__name__}: {reason}). "
-                f"Put the four IDX files (.gz or uncompressed) in {base / DATASETS[name][0] / 'raw'}, or point VAELIB_DATA "
+                f"{name} is not on disk (searched {searched}) and the download into {base} failed "
+                f"({type(err).__name__}: {reason}). Put the four IDX files (.gz or uncompressed) in "
+                f"{base / DATASETS[name][0] / 'raw'}, or point VAELIB_DATA "
                 "(or root=...) at a directory that holds them."
             ) from err
         directory = find_dataset(name, base)
@@ -151,7 +152,8 @@ def load(
         searched = ", ".join(str(p) for p in _candidates(name, base))
         raise DataError(
             f"{name} is not on disk: searched {searched}. Put the four IDX files (.gz or uncompressed) in "
-            f"{base / DATASETS[name][0] / 'raw'}, set VAELIB_DATA (or pass root=...) to where they are, or allow download=True."
+            f"{base / DATASETS[name][0] / 'raw'}, set VAELIB_DATA (or pass root=...) to where they are, "
+            "or allow download=True."
         )
     images_stem, labels_stem = _FILES[split]
     images = _read_idx(_locate(directory, images_stem))  # (N, 28, 28) uint8

@@ -47,8 +47,11 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             failure = _mps_works()
             if failure is None:
                 return torch.device("mps")
-            warnings.warn(f"Apple's MPS backend is available but failed a first computation ({failure}); "
-                          "using the CPU instead. Pass device='cpu' to silence this warning.", stacklevel=2)
+            warnings.warn(
+                f"Apple's MPS backend is available but failed a first computation ({failure}); "
+                "using the CPU instead. Pass device='cpu' to silence this warning.",
+                stacklevel=2,
+            )
         return torch.device("cpu")
     try:
         dev = torch.device(device)
@@ -56,14 +59,17 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise DeviceError(f"unknown device {device!r}; {_USE}") from err
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise DeviceError(f"device {device!r} was requested but this machine has no usable CUDA GPU; "
-                              "use device='auto' or 'cpu'")
+            raise DeviceError(
+                f"device {device!r} was requested but this machine has no usable CUDA GPU; use device='auto' or 'cpu'"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise DeviceError(f"device {device!r} does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
     elif dev.type == "mps":
         if not _mps_available():
-            raise DeviceError(f"device {device!r} was requested but Apple's MPS backend is not available here; "
-                              "use device='auto' or 'cpu'")
+            raise DeviceError(
+                f"device {device!r} was requested but Apple's MPS backend is not available here; "
+                "use device='auto' or 'cpu'"
+            )
     elif dev.type != "cpu":
         raise DeviceError(f"device {device!r} is not supported; {_USE}")
     return dev

@@ -91,8 +91,12 @@ class ELBOTerms:
 
     def items(self) -> list[tuple[str, Tensor]]:
         """The (name, tensor) pairs that are not None, in field order."""
-        pairs = (("objective", self.objective), ("elbo", self.elbo), ("reconstruction", self.reconstruction),
-                 ("kl", self.kl))
+        pairs = (
+            ("objective", self.objective),
+            ("elbo", self.elbo),
+            ("reconstruction", self.reconstruction),
+            ("kl", self.kl),
+        )
         return [(name, value) for name, value in pairs if value is not None]
 
 
@@ -106,8 +110,13 @@ def _reference_tensor(model) -> Tensor | None:
 def _inputs(model, x: Tensor, check: bool) -> Tensor:
     """x checked against the model's input size (and its values when ``check``), in the model's dtype."""
     ref = _reference_tensor(model)
-    return _checks.images(x, model.input_dim, bernoulli=model.likelihood == "bernoulli", values=check,
-                          dtype=None if ref is None else ref.dtype)
+    return _checks.images(
+        x,
+        model.input_dim,
+        bernoulli=model.likelihood == "bernoulli",
+        values=check,
+        dtype=None if ref is None else ref.dtype,
+    )
 
 
 def _proposal(model, x: Tensor, y: Tensor | None, q) -> tuple[Tensor, Tensor]:
@@ -239,10 +248,12 @@ def iwae_bound(
     x = _inputs(model, x, check)
     mu, logvar = _proposal(model, x, y, q)  # (B, D)
     chunk = _checks.count("chunk_size", chunk_size) if chunk_size is not None else _default_chunk(k, *x.shape)
-    log_w = torch.cat([
-        log_weights(model, x, mu, logvar, min(chunk, k - start), y=y, generator=generator)[0]
-        for start in range(0, k, chunk)
-    ])  # (k, B): small even for k = 5000; the decoder outputs were the large part
+    log_w = torch.cat(
+        [
+            log_weights(model, x, mu, logvar, min(chunk, k - start), y=y, generator=generator)[0]
+            for start in range(0, k, chunk)
+        ]
+    )  # (k, B): small even for k = 5000; the decoder outputs were the large part
     return log_mean_exp(log_w)
 
 
@@ -270,8 +281,15 @@ def log_marginal_likelihood(
     ref = _reference_tensor(model)
     device = x.device if ref is None else ref.device
     parts = [
-        iwae_bound(model, x[i : i + batch_size].to(device), k, chunk_size=chunk_size, generator=generator,
-                   y=None if y is None else y[i : i + batch_size], check=False)
+        iwae_bound(
+            model,
+            x[i : i + batch_size].to(device),
+            k,
+            chunk_size=chunk_size,
+            generator=generator,
+            y=None if y is None else y[i : i + batch_size],
+            check=False,
+        )
         for i in range(0, x.shape[0], batch_size)
     ]
     return torch.cat(parts)

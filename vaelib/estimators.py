@@ -69,7 +69,9 @@ def _check_params(mu: Tensor, logvar: Tensor) -> None:
 
 def _check_f_output(fz: Tensor, expected: tuple[int, ...]) -> None:
     if tuple(fz.shape) != expected:
-        raise VaelibError(f"f must map (..., D) to (...): expected an output of shape {expected}, got {tuple(fz.shape)}")
+        raise VaelibError(
+            f"f must map (..., D) to (...): expected an output of shape {expected}, got {tuple(fz.shape)}"
+        )
 
 
 def gaussian_score(z: Tensor, mu: Tensor, logvar: Tensor) -> tuple[Tensor, Tensor]:
@@ -227,7 +229,9 @@ def gaussian_expectation(name: str, mu: Tensor, logvar: Tensor, a: float | Tenso
     return per_dim.sum(-1)
 
 
-def gaussian_expectation_gradient(name: str, mu: Tensor, logvar: Tensor, a: float | Tensor = 0.0) -> tuple[Tensor, Tensor]:
+def gaussian_expectation_gradient(
+    name: str, mu: Tensor, logvar: Tensor, a: float | Tensor = 0.0
+) -> tuple[Tensor, Tensor]:
     """The exact gradient of :func:`gaussian_expectation` w.r.t. ``mu`` and ``logvar``, derived by hand.
 
     With ``m = mu - a``, ``s^2 = exp(logvar)`` (so ``d s^2 / d logvar = s^2``):

@@ -14,7 +14,15 @@ from . import _checks
 from .errors import VaelibError
 from .gaussian import kl_standard_normal
 
-__all__ = ["sample_prior", "reconstruct", "interpolate", "latent_grid", "encode_dataset", "kl_per_dimension", "active_units"]
+__all__ = [
+    "sample_prior",
+    "reconstruct",
+    "interpolate",
+    "latent_grid",
+    "encode_dataset",
+    "kl_per_dimension",
+    "active_units",
+]
 
 
 def _weight(model: nn.Module) -> Tensor:
@@ -63,10 +71,12 @@ def sample_prior(
     z = torch.randn(n, model.latent_dim, generator=generator, device=noise_device).to(_weight(model))  # (n, D)
     y = _label_batch(y, n, _device(model))
     chunk = 10_000
-    return torch.cat([
-        model.mean(model.decode(z[i : i + chunk], **_labelled(None if y is None else y[i : i + chunk]))).cpu()
-        for i in range(0, n, chunk)
-    ])
+    return torch.cat(
+        [
+            model.mean(model.decode(z[i : i + chunk], **_labelled(None if y is None else y[i : i + chunk]))).cpu()
+            for i in range(0, n, chunk)
+        ]
+    )
 
 
 @torch.no_grad()

@@ -25,9 +25,7 @@ __all__ = ["LOG_2PI", "log_normal", "reparameterize", "gaussian_kl", "kl_standar
 LOG_2PI = math.log(2.0 * math.pi)  # the one log(2 pi) of the package
 
 
-def log_normal(
-    x: Tensor, mu: Tensor | float = 0.0, logvar: Tensor | float = 0.0, *, reduce: bool = True
-) -> Tensor:
+def log_normal(x: Tensor, mu: Tensor | float = 0.0, logvar: Tensor | float = 0.0, *, reduce: bool = True) -> Tensor:
     """``log N(x; mu, diag exp(logvar))``, the full density with its constant.
 
     ``-1/2 sum_j [log(2 pi) + logvar_j + (x_j - mu_j)^2 / exp(logvar_j)]``.
@@ -69,9 +67,7 @@ def reparameterize(
     return mu + torch.exp(0.5 * logvar) * eps
 
 
-def gaussian_kl(
-    mu_q: Tensor, logvar_q: Tensor, mu_p: Tensor, logvar_p: Tensor, *, reduce: bool = True
-) -> Tensor:
+def gaussian_kl(mu_q: Tensor, logvar_q: Tensor, mu_p: Tensor, logvar_p: Tensor, *, reduce: bool = True) -> Tensor:
     """``KL(N(mu_q, diag s_q^2) || N(mu_p, diag s_p^2))`` in closed form.
 
     Per dimension, with ``d = logvar_q - logvar_p``,

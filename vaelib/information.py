@@ -59,13 +59,16 @@ def _check_probs(p: Tensor, name: str) -> None:
     if not torch.is_floating_point(p):
         raise VaelibError(f"{name} must be a floating-point tensor of probabilities, got dtype {p.dtype}; use .float()")
     if p.dim() == 0 or p.shape[-1] == 0:
-        raise VaelibError(f"{name} must have shape (..., K) with K >= 1 outcomes along the last dimension, got {tuple(p.shape)}")
+        raise VaelibError(
+            f"{name} must have shape (..., K) with K >= 1 outcomes along the last dimension, got {tuple(p.shape)}"
+        )
     if not torch.isfinite(p).all() or (p < 0).any():
         raise VaelibError(f"{name} must hold finite, non-negative probabilities")
     total = p.sum(-1)
     if not torch.allclose(total, torch.ones_like(total), atol=1e-5):
         raise VaelibError(
-            f"{name} must sum to 1 along its last dimension (sums: {total.flatten()[:4].tolist()}...); normalise it first"
+            f"{name} must sum to 1 along its last dimension (sums: {total.flatten()[:4].tolist()}...); "
+            "normalise it first"
         )
 
 
@@ -73,7 +76,9 @@ def _check_pair(p: Tensor, q: Tensor) -> None:
     _check_probs(p, "p")
     _check_probs(q, "q")
     if p.shape[-1] != q.shape[-1]:
-        raise VaelibError(f"p and q must have the same number of outcomes K (last dimension), got {p.shape[-1]} and {q.shape[-1]}")
+        raise VaelibError(
+            f"p and q must have the same number of outcomes K (last dimension), got {p.shape[-1]} and {q.shape[-1]}"
+        )
 
 
 # ------------------------------------------------------------ discrete distributions

@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import _checks
+from .elbo import bernoulli_log_likelihood
 from .errors import VaelibError
 from .gaussian import log_normal, reparameterize
-from .elbo import bernoulli_log_likelihood
 
 __all__ = ["VAEConfig", "VAE"]
 
@@ -81,7 +81,9 @@ class VAEConfig:
     num_classes: int = 0  #: condition encoder and decoder on a one-hot label with this many classes (0: none)
 
     choices: ClassVar[dict[str, tuple[str, ...]]] = {
-        "activation": tuple(ACTIVATIONS), "architecture": ARCHITECTURES, "likelihood": LIKELIHOODS,
+        "activation": tuple(ACTIVATIONS),
+        "architecture": ARCHITECTURES,
+        "likelihood": LIKELIHOODS,
     }
 
     def __post_init__(self):
@@ -138,14 +140,18 @@ class VAE(nn.Module):
             feat = c2 * (H // 4) * (W // 4)
             self.encoder = nn.Sequential(
                 nn.Unflatten(1, config.image_shape),
-                nn.Conv2d(C_in, c1, 4, stride=2, padding=1), act(),  # (B, c1, H/2, W/2)
-                nn.Conv2d(c1, c2, 4, stride=2, padding=1), act(),  # (B, c2, H/4, W/4)
+                nn.Conv2d(C_in, c1, 4, stride=2, padding=1),
+                act(),  # (B, c1, H/2, W/2)
+                nn.Conv2d(c1, c2, 4, stride=2, padding=1),
+                act(),  # (B, c2, H/4, W/4)
                 nn.Flatten(),
             )
             self.decoder = nn.Sequential(
-                nn.Linear(D, feat), act(),
+                nn.Linear(D, feat),
+                act(),
                 nn.Unflatten(1, (c2, H // 4, W // 4)),
-                nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1), act(),  # (B, c1, H/2, W/2)
+                nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1),
+                act(),  # (B, c1, H/2, W/2)
                 nn.ConvTranspose2d(c1, C_in, 4, stride=2, padding=1),  # (B, C, H, W)
                 nn.Flatten(),
             )

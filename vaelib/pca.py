@@ -150,9 +150,13 @@ def principal_angles(A: Tensor, B: Tensor) -> Tensor:
     """
     for name, m in (("A", A), ("B", B)):
         if not isinstance(m, Tensor) or m.dim() != 2 or not torch.is_floating_point(m):
-            raise VaelibError(f"{name} must be a floating-point tensor of shape (P, p), got {getattr(m, 'shape', type(m))}")
+            raise VaelibError(
+                f"{name} must be a floating-point tensor of shape (P, p), got {getattr(m, 'shape', type(m))}"
+            )
         if m.shape[1] > m.shape[0]:
-            raise VaelibError(f"{name} has more columns than rows ({tuple(m.shape)}): its columns cannot be independent")
+            raise VaelibError(
+                f"{name} has more columns than rows ({tuple(m.shape)}): its columns cannot be independent"
+            )
     if A.shape[0] != B.shape[0]:
         raise VaelibError(f"A and B must have the same number of rows, got {A.shape[0]} and {B.shape[0]}")
     if A.shape[1] < B.shape[1]:

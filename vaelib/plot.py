@@ -2,14 +2,20 @@
 none shows, prints or touches pyplot's global state, so they are safe in
 scripts, tests and notebooks alike.  The returned figures know how to render
 themselves as PNG, so a notebook displays one that ends a cell.
+
+``STYLE`` is the book's one plotting style: every function here draws under
+it, and a notebook that draws with pyplot itself applies it once with
+``plt.style.use(vl.plot.STYLE)``.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from collections.abc import Sequence
 
+import matplotlib
 import numpy as np
 import torch
 from matplotlib.figure import Figure as _MplFigure
@@ -17,7 +23,48 @@ from torch import Tensor
 
 from .errors import VaelibError
 
-__all__ = ["Figure", "image_grid", "reconstructions", "latent_scatter", "manifold", "training_curves", "tile"]
+__all__ = [
+    "STYLE",
+    "Figure",
+    "image_grid",
+    "reconstructions",
+    "latent_scatter",
+    "manifold",
+    "training_curves",
+    "tile",
+]
+
+STYLE = {  # matplotlib rcParams: the book's one style
+    "figure.dpi": 100,
+    "savefig.dpi": 100,
+    "figure.constrained_layout.use": True,
+    "font.size": 10,
+    "axes.titlesize": 10,
+    "axes.labelsize": 10,
+    "legend.fontsize": 9,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "grid.linewidth": 0.6,
+    "lines.linewidth": 1.6,
+    "lines.markersize": 4,
+    "image.cmap": "gray_r",  # images are ink on paper: dark strokes on white
+    "legend.frameon": False,
+}
+
+
+def _styled(function):
+    """Draw under STYLE without touching the caller's rcParams."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with matplotlib.rc_context(STYLE):
+            return function(*args, **kwargs)
+
+    return wrapper
 
 
 class Figure(_MplFigure):
@@ -25,7 +72,7 @@ class Figure(_MplFigure):
 
     def _repr_png_(self) -> bytes:
         buffer = io.BytesIO()
-        self.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+        self.savefig(buffer, format="png", dpi=STYLE["savefig.dpi"], bbox_inches="tight")
         return buffer.getvalue()
 
 
@@ -68,14 +115,20 @@ def _show(ax, image: np.ndarray, title: str | None = None) -> None:
         ax.set_title(title)
 
 
-def image_grid(x: Tensor | np.ndarray, ncol: int = 8, *, title: str | None = None, shape=None, size: float = 0.6) -> Figure:
+@_styled
+def image_grid(
+    x: Tensor | np.ndarray, ncol: int = 8, *, title: str | None = None, shape=None, size: float = 0.6
+) -> Figure:
     """A grid of images (dark strokes on white), ``ncol`` per row."""
     grid = tile(x, ncol, shape=shape)
-    fig = Figure(figsize=(size * ncol, size * grid.shape[0] / grid.shape[1] * ncol + (0.4 if title else 0)), layout="constrained")
+    fig = Figure(
+        figsize=(size * ncol, size * grid.shape[0] / grid.shape[1] * ncol + (0.4 if title else 0)), layout="constrained"
+    )
     _show(fig.add_subplot(), grid, title)
     return fig
 
 
+@_styled
 def reconstructions(x: Tensor, x_hat: Tensor, n: int = 10, *, title: str | None = None, shape=None) -> Figure:
     """Inputs (top row) above their reconstructions (bottom row)."""
     n = min(n, len(x), len(x_hat))
@@ -85,7 +138,10 @@ def reconstructions(x: Tensor, x_hat: Tensor, n: int = 10, *, title: str | None 
     return fig
 
 
-def latent_scatter(z: Tensor, labels: Tensor | None = None, *, title: str | None = None, max_points: int = 5000) -> Figure:
+@_styled
+def latent_scatter(
+    z: Tensor, labels: Tensor | None = None, *, title: str | None = None, max_points: int = 5000
+) -> Figure:
     """Codes z (N, 2) as points, coloured by label when given (first two dims if D > 2)."""
     z = torch.as_tensor(z)[:max_points].detach().cpu().numpy()
     fig = Figure(figsize=(5.2, 4.4), layout="constrained")
@@ -102,6 +158,7 @@ def latent_scatter(z: Tensor, labels: Tensor | None = None, *, title: str | None
     return fig
 
 
+@_styled
 def manifold(grid: Tensor, *, title: str | None = None, shape=None) -> Figure:
     """The decoded 2-D latent grid from :func:`vaelib.latent_grid`, (n, n, P)."""
     n = grid.shape[0]
@@ -110,7 +167,10 @@ def manifold(grid: Tensor, *, title: str | None = None, shape=None) -> Figure:
     return fig
 
 
-def training_curves(history: Sequence[dict], keys: Sequence[str] = ("elbo", "reconstruction", "kl"), *, title: str | None = None) -> Figure:
+@_styled
+def training_curves(
+    history: Sequence[dict], keys: Sequence[str] = ("elbo", "reconstruction", "kl"), *, title: str | None = None
+) -> Figure:
     """One panel per quantity in ``keys``: its train and test values per epoch (nats)."""
     if not history:
         raise VaelibError("the history is empty: train for at least one epoch")

@@ -75,13 +75,17 @@ def load_pretrained(name: str, device: str = "cpu") -> nn.Module:
         raise CheckpointError(f"the weights of {name!r} are missing: no file {path}; reinstall vaelib")
     digest = _sha256(path)
     if digest != record["sha256"]:
-        raise CheckpointError(f"{path} does not match its record (SHA-256 {digest[:12]}..., expected "
-                              f"{record['sha256'][:12]}...): the file is corrupt or was changed; reinstall vaelib")
+        raise CheckpointError(
+            f"{path} does not match its record (SHA-256 {digest[:12]}..., expected "
+            f"{record['sha256'][:12]}...): the file is corrupt or was changed; reinstall vaelib"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         model = build_model(config_from_dict(record["model_kind"], record["model_config"]))
         model.load_state_dict(state)
     except Exception as err:  # any failure to read or fit the weights means the file is unusable
-        raise CheckpointError(f"{path} could not be loaded as the weights of {name!r}: {type(err).__name__}: "
-                              f"{(str(err).splitlines() or [''])[0][:200]}") from err
+        raise CheckpointError(
+            f"{path} could not be loaded as the weights of {name!r}: {type(err).__name__}: "
+            f"{(str(err).splitlines() or [''])[0][:200]}"
+        ) from err
     return model.to(resolve_device(device)).eval()

@@ -33,8 +33,8 @@ from . import _checks, streams
 from .checkpoint import load_checkpoint, remove_stale_temporaries, restore_weights, save_checkpoint
 from .data import binarize
 from .devices import resolve_device
-from .errors import CheckpointError, VaelibError
 from .elbo import kl_warmup, log_marginal_likelihood, objective
+from .errors import CheckpointError, VaelibError
 
 __all__ = ["TrainConfig", "learning_rate", "train_epoch", "evaluate", "fit"]
 
@@ -75,8 +75,10 @@ class TrainConfig:
         if self.k > 1 and self.beta != 1.0:
             raise VaelibError("the importance-weighted bound (k > 1) has no KL weight; use beta=1 with k > 1")
         if self.k > 1 and self.warmup_epochs > 0:
-            raise VaelibError("KL warm-up weights the ELBO's KL term, which the bound L_k (k > 1) lacks; "
-                              "use warmup_epochs=0 with k > 1")
+            raise VaelibError(
+                "KL warm-up weights the ELBO's KL term, which the bound L_k (k > 1) lacks; "
+                "use warmup_epochs=0 with k > 1"
+            )
 
 
 def learning_rate(epoch: int, config: TrainConfig) -> float:
@@ -162,8 +164,9 @@ def _reference(model: nn.Module) -> Tensor:
 def _data(model: nn.Module, x: Tensor, *, grey_ok: bool = True, check: bool = True) -> Tensor:
     """x flattened, checked and cast to the model's dtype (still on its own device)."""
     bernoulli = getattr(model, "likelihood", None) == "bernoulli"
-    return _checks.images(x, model.input_dim, bernoulli=bernoulli and grey_ok, values=check,
-                          dtype=_reference(model).dtype)
+    return _checks.images(
+        x, model.input_dim, bernoulli=bernoulli and grey_ok, values=check, dtype=_reference(model).dtype
+    )
 
 
 @torch.no_grad()
@@ -231,8 +234,9 @@ def _check_writable(path: Path) -> None:
         with tempfile.TemporaryFile(dir=path.parent):
             pass
     except OSError as err:
-        raise CheckpointError(f"cannot write the checkpoint {path}: {err.strerror or err}; "
-                              "choose a directory you can write to") from err
+        raise CheckpointError(
+            f"cannot write the checkpoint {path}: {err.strerror or err}; choose a directory you can write to"
+        ) from err
 
 
 def fit(
@@ -306,27 +310,56 @@ def fit(
         for group in optimizer.param_groups:
             group["lr"] = lr
         last_finite = {name: value.detach().clone() for name, value in model.state_dict().items()}
-        means = train_epoch(model, x_train, optimizer, batch_size=config.batch_size, beta=beta, k=config.k,
-                            pixels=config.pixels, y=y_train, generator=generator, amp=config.amp)
+        means = train_epoch(
+            model,
+            x_train,
+            optimizer,
+            batch_size=config.batch_size,
+            beta=beta,
+            k=config.k,
+            pixels=config.pixels,
+            y=y_train,
+            generator=generator,
+            amp=config.amp,
+        )
         if not math.isfinite(means["objective"]):
             model.load_state_dict(last_finite)
             raise VaelibError(
                 f"the training loss became non-finite in epoch {epoch + 1}; the model's weights were put back "
                 f"to those after epoch {epoch} (the last finite ones). Lower lr (now {lr}) or check the data"
             )
-        entry = {"epoch": epoch + 1, "beta": beta, "lr": lr, "train_loss": -means.pop("objective"),
-                 **{f"train_{name}": value for name, value in means.items()}}
+        entry = {
+            "epoch": epoch + 1,
+            "beta": beta,
+            "lr": lr,
+            "train_loss": -means.pop("objective"),
+            **{f"train_{name}": value for name, value in means.items()},
+        }
         if x_test is not None and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
-            scores = evaluate(model, x_test, y=y_test, k=config.eval_k, batch_size=config.eval_batch_size,
-                              seed=config.seed + streams.STREAMS["eval"])
+            scores = evaluate(
+                model,
+                x_test,
+                y=y_test,
+                k=config.eval_k,
+                batch_size=config.eval_batch_size,
+                seed=config.seed + streams.STREAMS["eval"],
+            )
             entry.update({f"test_{name}": value for name, value in scores.items()})
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         entry["seconds"] = time.perf_counter() - t0
         history.append(entry)
         if path is not None:
-            save_checkpoint(path, model, optimizer=optimizer.state_dict(), epoch=epoch + 1, history=history,
-                            train_config=asdict(config), rng_state=generator.get_state(), dataset=dataset)
+            save_checkpoint(
+                path,
+                model,
+                optimizer=optimizer.state_dict(),
+                epoch=epoch + 1,
+                history=history,
+                train_config=asdict(config),
+                rng_state=generator.get_state(),
+                dataset=dataset,
+            )
         bar.update(1)
         bar.set_postfix(elbo=f"{entry.get('test_elbo', entry.get('train_elbo', -entry['train_loss'])):.2f}")
         if time_limit is not None and time.perf_counter() - started > time_limit:
