@@ -73,6 +73,24 @@ SPECS = {
         "a decoded manifold of legible digits across the grid; its ELBO is recorded",
         ["--latent-dim", "2", "--hidden-dims", "512", "256", "--pixels", "grey", "--epochs", "100"],
     ),
+    "mnist-cvae": (
+        "a conditional VAE, 784+10-512-256-2 ReLU with the one-hot label given to encoder and decoder, "
+        "Bernoulli decoder on grey levels, Adam 1e-3, batch 128",
+        "legible digits of the requested class, with the 2-D latent carrying the style",
+        [
+            "--num-classes",
+            "10",
+            "--latent-dim",
+            "2",
+            "--hidden-dims",
+            "512",
+            "256",
+            "--pixels",
+            "grey",
+            "--epochs",
+            "60",
+        ],
+    ),
     "burda-vae-k1": (
         "Burda et al.'s 784-200-200-50 tanh VAE trained on the ELBO, dynamic binarization, 59,600 training "
         "images, their learning-rate decay compressed to 1,600 epochs, batch 100",

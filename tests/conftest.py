@@ -158,8 +158,8 @@ def no_download(monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def mnist() -> dict:
-    """Real MNIST as loaded by ``vaelib.load`` from ``$VAELIB_DATA``.
+def mnist_root() -> Path:
+    """The one answer to "is MNIST available": the data root ``$VAELIB_DATA`` that holds it.
 
     Skips when ``VAELIB_DATA`` is unset; fails (does not skip) when it is set
     but the files are not there, since CI sets it and must test real data.
@@ -175,6 +175,12 @@ def mnist() -> dict:
             "put the four files (train/t10k images and labels, .gz or plain) there",
             pytrace=False,
         )
-    train_x, train_y = vl.load("mnist", "train", root=root, download=False)
-    test_x, test_y = vl.load("mnist", "test", root=root, download=False)
-    return {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y, "root": Path(root)}
+    return Path(root)
+
+
+@pytest.fixture(scope="session")
+def mnist(mnist_root) -> dict:
+    """Real MNIST as loaded by ``vaelib.load`` from the ``mnist_root`` fixture."""
+    train_x, train_y = vl.load("mnist", "train", root=mnist_root, download=False)
+    test_x, test_y = vl.load("mnist", "test", root=mnist_root, download=False)
+    return {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y, "root": mnist_root}

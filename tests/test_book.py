@@ -69,7 +69,7 @@ def test_every_page_of_the_table_of_contents_exists_and_chapters_are_notebooks()
 def test_chapter_opens_with_title_pinned_colab_install_and_macros(path):
     cells = _cells(path)
     title = _source(cells[0])
-    assert cells[0]["cell_type"] == "markdown" and re.match(r"# [A-Z]", title), "a title, unnumbered (the TOC numbers it)"
+    assert cells[0]["cell_type"] == "markdown" and re.match(r"# [A-Z]", title), "a title, the TOC numbers it"
     install = cells[1]
     source = _source(install)
     assert install["cell_type"] == "code" and 'if "google.colab" in sys.modules:' in source

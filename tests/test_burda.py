@@ -9,8 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import vaelib
 import vaelib as vl
 import vaelib.checkpoint
@@ -34,13 +32,6 @@ def _load_script():
 burda = _load_script()
 
 
-def _root():
-    root = os.environ.get("VAELIB_DATA")
-    if not root:
-        pytest.skip("VAELIB_DATA is not set; this experiment needs MNIST on disk")
-    return root
-
-
 def test_model_config_is_the_published_architecture():
     model = vl.VAE(vaelib.pretrained.burda_config())
     widths = [m.out_features for m in model.encoder if hasattr(m, "out_features")]
@@ -51,8 +42,8 @@ def test_model_config_is_the_published_architecture():
     assert sum(p.numel() for p in model.parameters()) == encoder + decoder
 
 
-def test_experiment_resumes_across_calls_and_reports_the_bound(tmp_path):
-    root = _root()
+def test_experiment_resumes_across_calls_and_reports_the_bound(tmp_path, mnist_root):
+    root = str(mnist_root)
     kwargs = dict(
         epochs=2,
         run_dir=tmp_path,
@@ -75,8 +66,8 @@ def test_experiment_resumes_across_calls_and_reports_the_bound(tmp_path):
     assert "| IWAE | 5 | 2 |" in table and "85.54" in table and "not finished" in table
 
 
-def test_experiment_trains_on_the_published_59600_images_by_default(tmp_path):
-    root = _root()
+def test_experiment_trains_on_the_published_59600_images_by_default(tmp_path, mnist_root):
+    root = str(mnist_root)
     # time_limit=0 stops after one epoch, before the evaluation: only the training set size is checked here
     row = burda.run_experiment(
         1,
@@ -93,8 +84,8 @@ def test_experiment_trains_on_the_published_59600_images_by_default(tmp_path):
     assert vaelib.checkpoint.load_checkpoint(tmp_path / "k1.pt")["history"][0]["train_loss"] > 0
 
 
-def test_script_writes_json_and_table(tmp_path):
-    root = _root()
+def test_script_writes_json_and_table(tmp_path, mnist_root):
+    root = str(mnist_root)
     out = tmp_path / "results.json"
     cmd = [
         sys.executable,

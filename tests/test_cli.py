@@ -1,7 +1,6 @@
 """The vaelib command end to end on a small MNIST subset, and its error handling."""
 
 import json
-import os
 import subprocess
 import sys
 
@@ -16,23 +15,14 @@ import vaelib.train
 from vaelib.cli import main
 
 
-def _mnist_root():
-    root = os.environ.get("VAELIB_DATA")
-    if not root:
-        pytest.skip("VAELIB_DATA is not set; the CLI end-to-end test needs MNIST on disk")
-    if vaelib.data.find_dataset("mnist", root) is None:
-        pytest.fail(f"VAELIB_DATA={root} but MNIST is not there")
-    return root
-
-
 def _run(capsys, *argv):
     code = main(list(argv))
     out = capsys.readouterr()
     return code, out.out, out.err
 
 
-def test_train_evaluate_sample_end_to_end(tmp_path, capsys):
-    root = _mnist_root()
+def test_train_evaluate_sample_end_to_end(tmp_path, capsys, mnist_root):
+    root = str(mnist_root)
     run = tmp_path / "run"
     code, out, err = _run(
         capsys,
@@ -139,8 +129,8 @@ def test_errors_in_input_give_one_line_and_exit_1(tmp_path, capsys):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
-def test_cuda_without_gpu_is_a_clear_error(tmp_path, capsys):
-    root = _mnist_root()
+def test_cuda_without_gpu_is_a_clear_error(tmp_path, capsys, mnist_root):
+    root = str(mnist_root)
     code, _, err = _run(
         capsys, "train", "--device", "cuda", "--n-train", "10", "--out", str(tmp_path / "r"), "--data-root", root
     )
@@ -154,3 +144,83 @@ def test_python_dash_m_runs_the_cli():
         [sys.executable, "-m", "vaelib", "train", "--help"], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0 and "--latent-dim" in done.stdout
+
+
+def test_train_flags_come_from_the_config_fields_with_their_choices_and_help():
+    import argparse
+    import dataclasses
+
+    from vaelib.cli import build_parser, field_help
+
+    parser = build_parser()
+    train = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["train"]
+    by_dest = {a.dest: a for a in train._actions}
+    for cls, skip in ((vl.VAEConfig, {"image_shape"}), (vl.TrainConfig, set())):
+        helps = field_help(cls)
+        for field in dataclasses.fields(cls):
+            if field.name in skip:
+                continue
+            action = by_dest[field.name]
+            assert action.option_strings == ["--" + field.name.replace("_", "-")] or field.type == "bool"
+            assert action.default == field.default, field.name
+            assert helps[field.name] and helps[field.name] in action.help, field.name
+            if field.name in cls.choices:
+                assert tuple(action.choices) == tuple(cls.choices[field.name]), field.name
+    assert set(field_help(vl.TrainConfig)) == {f.name for f in dataclasses.fields(vl.TrainConfig)}  # every field says
+
+
+def test_named_random_streams_seed_what_they_say():
+    from vaelib import streams
+
+    assert streams.STREAMS["test_pixels"] == 2 and len(set(streams.STREAMS.values()) - {0}) == 4
+    a = streams.generator(5, "eval").initial_seed()
+    assert a == 5 + streams.STREAMS["eval"]
+    with pytest.raises(KeyError, match="unknown random stream"):
+        streams.generator(0, "nonsense")
+    # build_model(seed=...) draws the initial weights from the "init" stream without touching the global generator
+    state = torch.random.get_rng_state()
+    one = vl.build_model(vl.VAEConfig(latent_dim=2, hidden_dims=(8,)), seed=3)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    two = vl.build_model(vl.VAEConfig(latent_dim=2, hidden_dims=(8,)), seed=3)
+    assert all(torch.equal(p, q) for p, q in zip(one.parameters(), two.parameters()))
+    torch.manual_seed(3 + streams.STREAMS["init"])
+    three = vl.VAE(vl.VAEConfig(latent_dim=2, hidden_dims=(8,)))
+    assert all(torch.equal(p, q) for p, q in zip(one.parameters(), three.parameters()))
+
+
+def test_evaluate_uses_the_same_test_binarization_as_fit(tmp_path, mnist_root, capsys):
+    """`vaelib evaluate` and fit's own test evaluation see the same binary test images (the test_pixels stream)."""
+    run = tmp_path / "run"
+    args = ["--epochs", "1", "--n-train", "300", "--n-test", "200", "--hidden-dims", "16", "--latent-dim", "2"]
+    assert (
+        main(
+            [
+                "train",
+                "--out",
+                str(run),
+                *args,
+                "--pixels",
+                "dynamic",
+                "--seed",
+                "4",
+                "--data-root",
+                str(mnist_root),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    model = vl.load_model(run / "checkpoint.pt")
+    x, _ = vl.load("mnist", "test", root=mnist_root)
+    from vaelib import streams
+
+    x_bin = vl.binarize(x[:200], streams.generator(4, "test_pixels"))
+    history = vaelib.checkpoint.load_checkpoint(run / "checkpoint.pt")["history"]
+    expected = vl.evaluate(model, x_bin, seed=4 + streams.STREAMS["eval"])["elbo"]
+    assert history[-1]["test_elbo"] == pytest.approx(expected, abs=1e-4)
+    assert main(["evaluate", str(run), "--k", "2", "--n-test", "200", "--data-root", str(mnist_root)]) == 0
+    reported = json.loads(capsys.readouterr().out)
+    assert reported["seed"] == 4 and reported["pixels"] == "binarized"
+    same = vl.evaluate(model, x_bin, k=2, batch_size=100, seed=4 + streams.STREAMS["nll"])  # the CLI's batches
+    assert reported["test_elbo"] == pytest.approx(same["elbo"], abs=1e-4)

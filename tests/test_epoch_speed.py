@@ -25,10 +25,8 @@ def _run(*args, root):
     )
 
 
-def test_benchmark_interleaves_four_loops_and_writes_json(tmp_path):
-    root = os.environ.get("VAELIB_DATA")
-    if not root:
-        pytest.skip("VAELIB_DATA is not set; the benchmark reads MNIST from disk")
+def test_benchmark_interleaves_four_loops_and_writes_json(tmp_path, mnist_root):
+    root = str(mnist_root)
     out = tmp_path / "speed.json"
     done = _run("--n-train", "640", "--rounds", "2", "--out", str(out), root=root)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -347,3 +347,58 @@ def test_float32_and_shapes():
     assert m.shape == (3, 2) and S.shape == (2, 2)
     assert model.log_joint(x, torch.zeros(5, 3, 2)).shape == (5, 3)
     assert model.posterior_distribution(x).batch_shape == (3,)
+
+
+# ---------------------------------------------------------------- EM and the model interface
+
+
+def test_em_never_lowers_the_likelihood_and_recovers_the_generating_covariance():
+    truth = LinearGaussian.random(6, 2, logvar_x=math.log(0.2), generator=gen(90))
+    x, _ = truth.sample(4000, generator=gen(91))
+    model = LinearGaussian.random(6, 2, logvar_x=0.0, generator=gen(92))
+    previous = model.log_marginal(x).mean()
+    for _ in range(60):
+        model = model.em_step(x)
+        current = model.log_marginal(x).mean()
+        assert current >= previous - 1e-9  # EM is monotone in the exact log-likelihood
+        previous = current
+    # the model is identified up to a rotation of z: compare the implied covariances W W^T + sigma^2 I
+    cov = lambda m: m.W @ m.W.T + m.var_x * torch.eye(6, dtype=m.W.dtype)  # noqa: E731
+    sample_cov = torch.cov(x.T)
+    torch.testing.assert_close(cov(model), sample_cov, atol=0.05, rtol=0.05)
+    # at the maximum the log-likelihood beats the generating model's on the same data
+    assert model.log_marginal(x).mean() >= truth.log_marginal(x).mean() - 1e-6
+
+
+def test_the_e_step_closes_the_gap():
+    """With q the exact posterior every importance weight equals p(x): the ELBO is log p(x)."""
+    model = make(P=5, D=3)
+    x, _ = model.sample(4, generator=gen(93))
+    z = model.posterior_distribution(x).sample((7,))  # (7, 4, 3)
+    log_w = model.log_joint(x, z) - model.posterior_distribution(x).log_prob(z)  # (7, 4)
+    torch.testing.assert_close(log_w, model.log_marginal(x).expand(7, -1))
+
+
+def test_em_keeps_the_variance_when_asked_and_checks_its_input():
+    model = make(P=5, D=2)
+    x, _ = model.sample(50, generator=gen(94))
+    assert model.em_step(x, learn_variance=False).var_x == pytest.approx(model.var_x)
+    with pytest.raises(VaelibError, match=r"x must be \(N, 5\)"):
+        model.em_step(x[:, :4])
+
+
+def test_the_linear_gaussian_model_works_with_evaluate_and_log_marginal_likelihood():
+    """Through the LatentVariableModel interface: encode gives the best diagonal q, which with
+    orthogonal columns is the exact posterior: every weight is p(x), so L_k is log p(x) exactly, and the
+    one-sample ELBO estimate is log p(x) on average."""
+    model = make(P=6, D=2, orthogonal=True)
+    assert isinstance(model, vl.elbo.LatentVariableModel)
+    x, _ = model.sample(64, generator=gen(95))
+    exact = model.log_marginal(x)
+    scores = vl.evaluate(model, x, k=10, batch_size=16)
+    assert scores["nll"] == pytest.approx(-exact.mean().item(), abs=1e-5)
+    closed_form = model.elbo(x, *model.encode(x)).mean().item()
+    assert closed_form == pytest.approx(exact.mean().item(), abs=1e-6)
+    assert scores["elbo"] == pytest.approx(closed_form, abs=0.5)  # a one-sample estimate of the same number
+    lml = vl.log_marginal_likelihood(model, x, 5, batch_size=10, generator=gen(96))
+    torch.testing.assert_close(lml, exact)

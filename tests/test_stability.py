@@ -2,7 +2,6 @@
 for 100 epochs on an MNIST subset, and the published IWAE architecture with k = 50."""
 
 import math
-import os
 
 import pytest
 import torch
@@ -12,12 +11,8 @@ import vaelib.pretrained
 
 
 @pytest.fixture(scope="module")
-def mnist_subset():
-    root = os.environ.get("VAELIB_DATA")
-    if not root:
-        pytest.skip("VAELIB_DATA is not set; needs MNIST on disk")
-    x, _ = vl.load("mnist", "train", root=root, download=False)
-    return x[:512]
+def mnist_subset(mnist):
+    return mnist["train_x"][:512]
 
 
 @pytest.mark.slow

@@ -25,53 +25,24 @@ from .models import VAE, VAEConfig
 from .pretrained import load_pretrained, pretrained_models
 from .train import TrainConfig, evaluate, fit, train_epoch
 
+# fmt: off
 __all__ = [
     "__version__",
     # models
-    "VAE",
-    "VAEConfig",
-    "Autoencoder",
-    "AutoencoderConfig",
-    "build_model",
+    "VAE", "VAEConfig", "Autoencoder", "AutoencoderConfig", "build_model",
     # the objective
-    "objective",
-    "ELBOTerms",
-    "iwae_bound",
-    "log_marginal_likelihood",
-    "kl_warmup",
+    "objective", "ELBOTerms", "iwae_bound", "log_marginal_likelihood", "kl_warmup",
     # training
-    "TrainConfig",
-    "train_epoch",
-    "fit",
-    "evaluate",
+    "TrainConfig", "train_epoch", "fit", "evaluate",
     # data
-    "load",
-    "binarize",
+    "load", "binarize",
     # using a model
-    "sample_prior",
-    "reconstruct",
-    "interpolate",
-    "latent_grid",
-    "encode_dataset",
-    "kl_per_dimension",
-    "active_units",
+    "sample_prior", "reconstruct", "interpolate", "latent_grid", "encode_dataset", "kl_per_dimension", "active_units",
     # models on disk and devices
-    "load_model",
-    "load_pretrained",
-    "pretrained_models",
-    "resolve_device",
+    "load_model", "load_pretrained", "pretrained_models", "resolve_device",
     # errors
-    "VaelibError",
-    "DataError",
-    "CheckpointError",
-    "DeviceError",
+    "VaelibError", "DataError", "CheckpointError", "DeviceError",
     # the chapters' toolboxes, used as vl.pca.*, vl.information.*, ...
-    "gaussian",
-    "information",
-    "pca",
-    "autoencoder",
-    "elbo",
-    "estimators",
-    "linear_gaussian",
-    "plot",
+    "gaussian", "information", "pca", "autoencoder", "elbo", "estimators", "linear_gaussian", "plot",
 ]
+# fmt: on

@@ -57,19 +57,11 @@ class Autoencoder(nn.Module):
     def __init__(self, config: AutoencoderConfig | None = None):
         super().__init__()
         self.config = config = config or AutoencoderConfig()
-        P, D = config.input_dim, config.latent_dim
+        self.input_dim, self.latent_dim = P, D = config.input_dim, config.latent_dim
         hidden = () if config.linear else config.hidden_dims
         activation = None if config.linear else config.activation
         self.encoder = mlp([P, *hidden, D], activation)
         self.decoder = mlp([D, *reversed(hidden), P], activation)
-
-    @property
-    def input_dim(self) -> int:
-        return self.config.input_dim
-
-    @property
-    def latent_dim(self) -> int:
-        return self.config.latent_dim
 
     def encode(self, x: Tensor) -> Tensor:
         """The code ``z = e(x)``, (B, D)."""
@@ -87,6 +79,7 @@ class Autoencoder(nn.Module):
         return x_param
 
     def forward(self, x: Tensor) -> Tensor:
+        """The reconstruction ``x_hat = d(e(x))`` of a batch ``x`` (B, P), (B, P)."""
         return self.decode(self.encode(x))
 
     def terms(self, x: Tensor) -> ELBOTerms:

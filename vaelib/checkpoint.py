@@ -41,7 +41,7 @@ def build_model(config, *, seed: int | None = None) -> nn.Module:
     ``AutoencoderConfig``.
 
     With ``seed`` the initial weights are drawn from the "init" random stream
-    of that seed (:data:`vaelib.streams.STREAMS`) without touching torch's
+    of that seed (``vaelib.streams.STREAMS``) without touching torch's
     global generator; without it they come from the global generator.
     """
     for config_cls, model_cls in MODELS.values():

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .errors import DataError
+from .devices import resolve_device
+from .errors import DataError, VaelibError
 
 __all__ = ["DATASETS", "data_root", "find_dataset", "load", "binarize"]
 
@@ -162,14 +163,24 @@ def load(
         raise DataError(f"{directory}: {images.shape[0]} images but {labels.shape[0]} labels")
     x = torch.from_numpy(images.reshape(images.shape[0], -1).astype(np.float32) / 255.0)
     y = torch.from_numpy(labels.astype(np.int64))
+    device = resolve_device(device)  # a device this machine lacks is a DeviceError, not torch's driver error
     return x.to(device), y.to(device)
 
 
-def binarize(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+def binarize(x: Tensor, generator: torch.Generator | None = None, *, check: bool = True) -> Tensor:
     """One Bernoulli draw per pixel, with probability equal to its grey level.
 
     A fresh draw at every epoch is *dynamic* binarization (the protocol behind
     the published MNIST likelihoods); one draw kept for good is a *fixed*
-    binarization.  ``x`` in [0, 1]; same shape and device out.
+    binarization.  ``x`` in [0, 1], floating point; same shape and device
+    out.  ``check=False`` skips the range check (which synchronises with the
+    device) inside a training loop whose data were checked once.
     """
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        got = getattr(x, "dtype", type(x).__name__)
+        raise VaelibError(f"binarize needs a floating-point tensor of grey levels in [0, 1], got {got}")
+    if check and x.numel():
+        lo, hi = (v.item() for v in torch.aminmax(x))
+        if not (0 <= lo and hi <= 1):
+            raise VaelibError(f"binarize needs grey levels in [0, 1], got values in [{lo:.3g}, {hi:.3g}]; x / 255?")
     return torch.bernoulli(x, generator=generator)

@@ -1,5 +1,5 @@
 """The ELBO and its relatives: the beta-weighted objective and the
-importance-weighted bound L_k, all from one function, :func:`objective`
+importance-weighted bound L_k, all from one function, :func:`vaelib.objective`
 (chapters 3 to 5).
 
 Conventions, everywhere in this module:
@@ -40,7 +40,7 @@ __all__ = ["LatentVariableModel", "bernoulli_log_likelihood", "log_weights", "lo
 
 @runtime_checkable
 class LatentVariableModel(Protocol):
-    """What :func:`objective`, :func:`iwae_bound` and :func:`vaelib.evaluate` need of a model.
+    """What :func:`vaelib.objective`, :func:`vaelib.iwae_bound` and :func:`vaelib.evaluate` need of a model.
 
     ``p(z) = N(0, I)`` over ``latent_dim`` dimensions, a decoder that maps
     ``z`` (..., B, D) to the parameters of ``p(x|z)`` over ``input_dim``
@@ -135,16 +135,9 @@ def _proposal(model, x: Tensor, y: Tensor | None, q) -> tuple[Tensor, Tensor]:
 
 
 def log_weights(
-    model,
-    x: Tensor,
-    mu: Tensor,
-    logvar: Tensor,
-    k: int,
-    *,
-    y: Tensor | None = None,
-    eps: Tensor | None = None,
-    generator: torch.Generator | None = None,
-) -> tuple[Tensor, Tensor]:
+    model, x: Tensor, mu: Tensor, logvar: Tensor, k: int, *,
+    y: Tensor | None = None, eps: Tensor | None = None, generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:  # fmt: skip
     """Log importance weights ``log w = log p(x|z) + log p(z) - log q(z|x)`` for k samples z ~ q.
 
     ``z = mu + sigma * eps`` with ``eps`` given (k, B, D) or drawn with
@@ -163,27 +156,28 @@ def log_mean_exp(log_w: Tensor, dim: int = 0) -> Tensor:
 
 
 def objective(
-    model,
-    x: Tensor,
-    *,
-    beta: float = 1.0,
-    k: int = 1,
-    y: Tensor | None = None,
-    eps: Tensor | None = None,
-    generator: torch.Generator | None = None,
-    q: tuple[Tensor | float, Tensor | float] | None = None,
+    model, x: Tensor, *, beta: float = 1.0, k: int = 1, y: Tensor | None = None, eps: Tensor | None = None,
+    generator: torch.Generator | None = None, q: tuple[Tensor | float, Tensor | float] | None = None,
     check: bool = True,
-) -> ELBOTerms:
-    """The training objective of each example, with the ELBO and its two parts.
+) -> ELBOTerms:  # fmt: skip
+    r"""The training objective of each example, with the ELBO and its two parts.
 
-    With ``z_1..z_k ~ q(z|x)`` drawn by reparameterization and
-    ``w_i = p(x|z_i) p(z) / q(z_i|x)``:
+    With :math:`z_1, \dots, z_k \sim q(z|x)` drawn by reparameterization and
+    the importance weights :math:`w_i = p(x|z_i)\, p(z_i) / q(z_i|x)`:
 
-        reconstruction = (1/k) sum_i log p(x|z_i)          (estimates E_q[log p(x|z)])
-        kl             = KL(q(z|x) || N(0, I))              (closed form)
-        elbo           = reconstruction - kl
-        objective      = reconstruction - beta * kl          for k = 1 (beta = 1: the ELBO)
-                       = L_k = log (1/k) sum_i w_i            for k > 1 (the IWAE bound)
+    .. math::
+
+        \text{reconstruction} &= \frac{1}{k} \sum_{i=1}^k \log p(x|z_i) \\
+        \text{kl} &= \mathrm{KL}\big(q(z|x) \,\|\, \mathcal{N}(0, I)\big) \\
+        \text{elbo} &= \text{reconstruction} - \text{kl} \\
+        \text{objective} &= \begin{cases}
+            \text{reconstruction} - \beta \, \text{kl} & k = 1 \\
+            \mathcal{L}_k = \log \frac{1}{k} \sum_{i=1}^k w_i & k > 1
+        \end{cases}
+
+    ``reconstruction`` estimates :math:`\mathbb{E}_q[\log p(x|z)]`, ``kl`` is in
+    closed form, and ``objective`` is the ELBO for k = 1 and beta = 1, the
+    beta-weighted ELBO for other beta, and the IWAE bound for k > 1.
 
     ``x``: (B, P) or (B, C, H, W), any floating dtype (cast to the model's).
     ``eps`` (k, B, D) fixes the noise (a (B, D) tensor is one sample); else
@@ -223,21 +217,23 @@ def _default_chunk(k: int, batch: int, width: int) -> int:
 
 
 def iwae_bound(
-    model,
-    x: Tensor,
-    k: int,
-    *,
-    y: Tensor | None = None,
-    chunk_size: int | None = None,
-    generator: torch.Generator | None = None,
-    q: tuple[Tensor | float, Tensor | float] | None = None,
+    model, x: Tensor, k: int, *, y: Tensor | None = None, chunk_size: int | None = None,
+    generator: torch.Generator | None = None, q: tuple[Tensor | float, Tensor | float] | None = None,
     check: bool = True,
-) -> Tensor:
-    """The importance-weighted bound ``L_k(x) = E[log (1/k) sum_i w_i]`` per example, for any k.
+) -> Tensor:  # fmt: skip
+    r"""The importance-weighted bound ``L_k(x) = E[log (1/k) sum_i w_i]`` per example, for any k.
 
-    ``w_i = p(x|z_i) p(z_i) / q(z_i|x)`` with ``z_i ~ q(z|x)`` i.i.d.
-    ``L_1`` is the ELBO; ``L_k <= L_{k+1} <= log p(x)`` and ``L_k -> log p(x)``
-    as k grows (Burda, Grosse and Salakhutdinov 2016, theorem 1).  The same
+    .. math::
+
+        \mathcal{L}_k(x) = \mathbb{E}\Big[\log \frac{1}{k} \sum_{i=1}^k w_i\Big],
+        \qquad w_i = \frac{p(x|z_i)\, p(z_i)}{q(z_i|x)},
+
+    with :math:`z_1, \dots, z_k \sim q(z|x)` i.i.d.
+
+    :math:`\mathcal{L}_1` is the ELBO;
+    :math:`\mathcal{L}_k \le \mathcal{L}_{k+1} \le \log p(x)` and
+    :math:`\mathcal{L}_k \to \log p(x)` as k grows (Burda, Grosse and
+    Salakhutdinov 2016, theorem 1).  The same
     bound as ``objective(model, x, k=k).objective``, but the samples are
     decoded in chunks of ``chunk_size``, so memory stays bounded for any k.
     ``x``: (B, P); returns (B,) in nats.  Differentiable when grad is
@@ -268,12 +264,18 @@ def log_marginal_likelihood(
     chunk_size: int | None = None,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Estimate ``log p(x) ~ L_k`` (k = 5000 is the usual test protocol), per example.
+    r"""Estimate ``log p(x) ~ L_k`` (k = 5000 is the usual test protocol), per example.
+
+    .. math::
+
+        \log p(x_n) \approx \mathcal{L}_k(x_n), \qquad
+        \text{NLL} = -\frac{1}{N} \sum_{n=1}^N \mathcal{L}_k(x_n).
 
     Runs :func:`iwae_bound` without gradients over mini-batches of
     ``batch_size`` inputs, each moved to the model's device.  ``x``: (N, P)
     on any device; returns (N,) in nats, on the model's device.  Its
-    negative mean is the test negative log-likelihood reported in papers.
+    negative mean, the NLL above, is the test negative log-likelihood
+    reported in papers.
     """
     k = _checks.count("k", k)
     batch_size = _checks.count("batch_size", batch_size)
@@ -305,11 +307,16 @@ def effective_sample_size(log_w: Tensor, dim: int = 0) -> Tensor:
 
 
 def kl_warmup(epoch: int, warmup_epochs: int, beta: float = 1.0) -> float:
-    """Linear KL warm-up: the KL weight at (0-based) ``epoch``.
+    r"""Linear KL warm-up: the KL weight at (0-based) ``epoch``.
 
-    Rises linearly from ``beta / warmup_epochs`` at epoch 0 to ``beta`` at
-    epoch ``warmup_epochs - 1`` and stays there; ``warmup_epochs = 0`` gives
-    ``beta`` throughout.  Reference: Bowman et al. (2016); Sønderby et al. (2016).
+    .. math::
+
+        \beta_t = \beta \, \min\Big(1, \frac{t + 1}{W}\Big)
+
+    at epoch :math:`t` with :math:`W` = ``warmup_epochs``, so it rises linearly
+    from ``beta / warmup_epochs`` at epoch 0 to ``beta`` at epoch
+    ``warmup_epochs - 1`` and stays there; ``warmup_epochs = 0`` gives ``beta``
+    throughout.  Reference: Bowman et al. (2016); Sønderby et al. (2016).
     """
     epoch = _checks.count("epoch", epoch, minimum=0)
     warmup_epochs = _checks.count("warmup_epochs", warmup_epochs, minimum=0)

@@ -1,4 +1,4 @@
-"""Gradient estimators for ``E_q[f(z)]`` with a diagonal Gaussian ``q`` (chapter 4).
+r"""Gradient estimators for ``E_q[f(z)]`` with a diagonal Gaussian ``q`` (chapter 4).
 
 Throughout, ``q = N(mu, diag sigma^2)`` with ``sigma = exp(logvar / 2)``;
 ``mu`` and ``logvar`` have shape (..., D) (usually (D,) or (B, D)) and ``f``
@@ -6,15 +6,18 @@ maps (..., D) -> (...): it must treat the leading dimensions independently
 (e.g. a sum over the last axis), so that one output entry depends on one
 sample only.  We estimate the gradient of
 
-    F(mu, logvar) = E_{z ~ q}[f(z)]
+.. math::
+
+    F(\mu, \log \sigma^2) = \mathbb{E}_{z \sim q}[f(z)]
 
 with respect to ``mu`` and ``logvar`` in two ways:
 
 * the **score function** (REINFORCE, likelihood ratio) estimator
-  ``(f(z) - b) grad log q(z)``, z ~ q (Williams 1992), where the baseline
-  ``b`` does not depend on z;
-* the **pathwise** (reparameterization) estimator ``grad_phi f(mu + sigma eps)``,
-  eps ~ N(0, I) (Kingma and Welling 2014; Rezende et al. 2014).
+  :math:`(f(z) - b)\, \nabla_\phi \log q_\phi(z)`, :math:`z \sim q` (Williams 1992),
+  where the baseline :math:`b` does not depend on z;
+* the **pathwise** (reparameterization) estimator
+  :math:`\nabla_\phi f(\mu + \sigma \odot \varepsilon)`, :math:`\varepsilon \sim \mathcal{N}(0, I)`
+  (Kingma and Welling 2014; Rezende et al. 2014).
 
 Both return **per-sample** estimates of shape (K, ..., D), so their mean
 (the K-sample estimate) and their variance can both be computed.  Mohamed et
@@ -75,12 +78,15 @@ def _check_f_output(fz: Tensor, expected: tuple[int, ...]) -> None:
 
 
 def gaussian_score(z: Tensor, mu: Tensor, logvar: Tensor) -> tuple[Tensor, Tensor]:
-    """The score ``grad log N(z; mu, diag sigma^2)`` with respect to ``mu`` and ``logvar``.
+    r"""The score ``grad log N(z; mu, diag sigma^2)`` with respect to ``mu`` and ``logvar``.
 
-    Per coordinate, with ``eps = (z - mu) / sigma``:
+    Per coordinate, with :math:`\varepsilon = (z - \mu) / \sigma`:
 
-        d log q / d mu     = (z - mu) / sigma^2 = eps / sigma
-        d log q / d logvar = ((z - mu)^2 / sigma^2 - 1) / 2 = (eps^2 - 1) / 2
+    .. math::
+
+        \frac{\partial \log q}{\partial \mu} &= \frac{z - \mu}{\sigma^2} = \frac{\varepsilon}{\sigma} \\
+        \frac{\partial \log q}{\partial \log \sigma^2}
+        &= \frac{1}{2} \Big(\frac{(z - \mu)^2}{\sigma^2} - 1\Big) = \frac{\varepsilon^2 - 1}{2}
 
     Both have mean zero under q.  ``z``: (..., D) broadcastable with ``mu``,
     ``logvar`` (..., D); returns two tensors of the broadcast shape.
@@ -100,13 +106,18 @@ def score_function_gradient(
     eps: Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Per-sample score-function (REINFORCE) estimates of ``grad E_q[f(z)]``.
+    r"""Per-sample score-function (REINFORCE) estimates of ``grad E_q[f(z)]``.
 
-        grad_phi E_q[f(z)] = E_q[(f(z) - b) grad_phi log q_phi(z)],   phi = (mu, logvar)
+    .. math::
 
-    which holds for any ``b`` independent of z because ``E_q[grad log q] = 0``
-    (Williams 1992).  Only values of ``f`` are needed, never its derivative,
-    so ``f`` may be discontinuous or non-differentiable.  Draws
+        \nabla_\phi \mathbb{E}_{q_\phi}[f(z)]
+        = \mathbb{E}_{q_\phi}\big[(f(z) - b)\, \nabla_\phi \log q_\phi(z)\big],
+        \qquad \phi = (\mu, \log \sigma^2),
+
+    which holds for any :math:`b` independent of z because
+    :math:`\mathbb{E}_q[\nabla_\phi \log q_\phi(z)] = 0` (Williams 1992).  Only
+    values of ``f`` are needed, never its derivative, so ``f`` may be
+    discontinuous or non-differentiable.  Draws
     ``z_k = mu + sigma eps_k`` (k = 1..K) and returns ``(g_mu, g_logvar)``,
     each (K, ..., D): ``(f(z_k) - b_k) * score(z_k)``, see :func:`gaussian_score`.
 
@@ -150,14 +161,19 @@ def reparameterized_gradient(
     eps: Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Per-sample pathwise (reparameterization) estimates of ``grad E_q[f(z)]``.
+    r"""Per-sample pathwise (reparameterization) estimates of ``grad E_q[f(z)]``.
 
-        grad_phi E_q[f(z)] = E_{eps ~ N(0, I)}[grad_phi f(mu + sigma eps)]
+    .. math::
 
-    because ``z = mu + sigma * eps`` has law q while the law of eps does not
-    depend on phi = (mu, logvar) (Kingma and Welling 2014, section 2.4).  By the
-    chain rule ``d/d mu = f'(z)`` and ``d/d logvar = f'(z) * sigma * eps / 2``;
-    here they are computed by autograd through :func:`vaelib.reparameterize`,
+        \nabla_\phi \mathbb{E}_{q_\phi}[f(z)]
+        = \mathbb{E}_{\varepsilon \sim \mathcal{N}(0, I)}\big[\nabla_\phi f(\mu + \sigma \odot \varepsilon)\big]
+
+    because :math:`z = \mu + \sigma \odot \varepsilon` has law q while the law of
+    :math:`\varepsilon` does not depend on :math:`\phi = (\mu, \log \sigma^2)`
+    (Kingma and Welling 2014, section 2.4).  By the chain rule
+    :math:`\partial f / \partial \mu = f'(z)` and
+    :math:`\partial f / \partial \log \sigma^2 = f'(z)\, \sigma \varepsilon / 2`;
+    here they are computed by autograd through :func:`vaelib.gaussian.reparameterize`,
     so ``f`` must be differentiable (a torch function of z).  For a piecewise
     constant ``f`` (e.g. a step) the result is zero even where the true
     gradient is not: the pathwise estimator needs a differentiable ``f``.
@@ -189,7 +205,11 @@ def _check_name(name: str) -> None:
 
 
 def integrand(name: str, a: float | Tensor = 0.0) -> Callable[[Tensor], Tensor]:
-    """A test function ``f(z) = sum_j g(z_j - a_j)``, (..., D) -> (...,).
+    r"""A test function ``f(z) = sum_j g(z_j - a_j)``, (..., D) -> (...,).
+
+    .. math::
+
+        f(z) = \sum_j g(z_j - a_j), \qquad g(u) = u^2, \ \sin u \ \text{or} \ e^u.
 
     ``name``: ``"quadratic"`` (g(u) = u^2), ``"sin"`` (g(u) = sin u) or
     ``"exp"`` (g(u) = e^u).  Their Gaussian expectations are closed form, see
@@ -206,15 +226,18 @@ def integrand(name: str, a: float | Tensor = 0.0) -> Callable[[Tensor], Tensor]:
 
 
 def gaussian_expectation(name: str, mu: Tensor, logvar: Tensor, a: float | Tensor = 0.0) -> Tensor:
-    """``E_{z ~ N(mu, diag sigma^2)}[f(z)]`` in closed form for :func:`integrand` ``(name, a)``.
+    r"""``E_{z ~ N(mu, diag sigma^2)}[f(z)]`` in closed form for :func:`integrand` ``(name, a)``.
 
-    With ``m = mu - a`` and ``s^2 = sigma^2 = exp(logvar)``, per coordinate:
+    With :math:`m = \mu - a` and :math:`s^2 = \sigma^2 = \exp(\texttt{logvar})`, per coordinate:
 
-        quadratic:  E[(z - a)^2]  = m^2 + s^2
-        sin:        E[sin(z - a)] = sin(m) exp(-s^2 / 2)
-        exp:        E[exp(z - a)] = exp(m + s^2 / 2)     (the log-normal mean)
+    .. math::
 
-    (the sine from the Gaussian characteristic function ``E[e^{iu}] = e^{i m - s^2/2}``).
+        \text{quadratic:} \quad & \mathbb{E}[(z - a)^2] = m^2 + s^2 \\
+        \text{sin:} \quad & \mathbb{E}[\sin(z - a)] = \sin(m)\, e^{-s^2/2} \\
+        \text{exp:} \quad & \mathbb{E}[e^{z - a}] = e^{m + s^2/2} \qquad \text{(the log-normal mean)}
+
+    (the sine from the Gaussian characteristic function
+    :math:`\mathbb{E}[e^{iu}] = e^{im - s^2/2}`, :math:`u = z - a`).
     ``mu``, ``logvar``: (..., D); returns (...,), summed over D.  Differentiable.
     """
     _check_name(name)
@@ -232,13 +255,17 @@ def gaussian_expectation(name: str, mu: Tensor, logvar: Tensor, a: float | Tenso
 def gaussian_expectation_gradient(
     name: str, mu: Tensor, logvar: Tensor, a: float | Tensor = 0.0
 ) -> tuple[Tensor, Tensor]:
-    """The exact gradient of :func:`gaussian_expectation` w.r.t. ``mu`` and ``logvar``, derived by hand.
+    r"""The exact gradient of :func:`gaussian_expectation` w.r.t. ``mu`` and ``logvar``, derived by hand.
 
-    With ``m = mu - a``, ``s^2 = exp(logvar)`` (so ``d s^2 / d logvar = s^2``):
+    With :math:`m = \mu - a` and :math:`s^2 = \exp(\texttt{logvar})` (so
+    :math:`\partial s^2 / \partial \log \sigma^2 = s^2`), the pair
+    :math:`(\partial F / \partial \mu, \; \partial F / \partial \log \sigma^2)` is, per coordinate:
 
-        quadratic:  (2 m,                        s^2)
-        sin:        (cos(m) e^{-s^2/2},          -sin(m) e^{-s^2/2} s^2 / 2)
-        exp:        (e^{m + s^2/2},              e^{m + s^2/2} s^2 / 2)
+    .. math::
+
+        \text{quadratic:} \quad & \big(2m, \;\; s^2\big) \\
+        \text{sin:} \quad & \big(\cos(m)\, e^{-s^2/2}, \;\; -\sin(m)\, e^{-s^2/2}\, s^2 / 2\big) \\
+        \text{exp:} \quad & \big(e^{m + s^2/2}, \;\; e^{m + s^2/2}\, s^2 / 2\big)
 
     ``mu``, ``logvar``: (..., D); returns two (..., D) tensors.
     """

@@ -26,13 +26,19 @@ LOG_2PI = math.log(2.0 * math.pi)  # the one log(2 pi) of the package
 
 
 def log_normal(x: Tensor, mu: Tensor | float = 0.0, logvar: Tensor | float = 0.0, *, reduce: bool = True) -> Tensor:
-    """``log N(x; mu, diag exp(logvar))``, the full density with its constant.
+    r"""``log N(x; mu, diag exp(logvar))``, the full density with its constant.
 
-    ``-1/2 sum_j [log(2 pi) + logvar_j + (x_j - mu_j)^2 / exp(logvar_j)]``.
+    .. math::
+
+        \log \mathcal{N}(x; \mu, \operatorname{diag} \sigma^2)
+        = -\frac{1}{2} \sum_j \Big[\log 2\pi + \log \sigma_j^2 + \frac{(x_j - \mu_j)^2}{\sigma_j^2}\Big]
+
+    with :math:`\log \sigma_j^2` = ``logvar[..., j]``.
+
     With the defaults it is the standard-normal prior ``log p(z)``; with a
-    fixed variance ``sigma^2`` it is ``-||x - mu||^2 / (2 sigma^2)`` minus
-    ``P/2 log(2 pi sigma^2)``: squared error *up to that constant and that
-    scale*.  Shapes broadcast; (..., D) -> (...,) summed over the last
+    fixed variance :math:`\sigma^2` it is :math:`-\lVert x - \mu \rVert^2 / (2 \sigma^2)`
+    minus :math:`\frac{P}{2} \log(2 \pi \sigma^2)`: squared error *up to that
+    constant and that scale*.  Shapes broadcast; (..., D) -> (...,) summed over the last
     dimension, or (..., D) elementwise with ``reduce=False``.  Nats.
     """
     mu = torch.as_tensor(mu, dtype=x.dtype, device=x.device)
@@ -49,9 +55,14 @@ def reparameterize(
     eps: Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """The reparameterized sample ``z = mu + sigma * eps`` with ``eps ~ N(0, I)``.
+    r"""The reparameterized sample ``z = mu + sigma * eps`` with ``eps ~ N(0, I)``.
 
-    ``sigma = exp(logvar / 2)``.  ``mu``, ``logvar``: (B, D).  Returns (B, D)
+    .. math::
+
+        z = \mu + \sigma \odot \varepsilon, \qquad \varepsilon \sim \mathcal{N}(0, I),
+        \qquad \sigma = \exp(\texttt{logvar} / 2).
+
+    ``mu``, ``logvar``: (B, D).  Returns (B, D)
     when ``n_samples`` is None, else (K, B, D) with K = ``n_samples``.  The
     noise can be given as ``eps`` (of the output's shape) or drawn with
     ``generator``; gradients flow to ``mu`` and ``logvar`` but not to ``eps``.
@@ -68,11 +79,16 @@ def reparameterize(
 
 
 def gaussian_kl(mu_q: Tensor, logvar_q: Tensor, mu_p: Tensor, logvar_p: Tensor, *, reduce: bool = True) -> Tensor:
-    """``KL(N(mu_q, diag s_q^2) || N(mu_p, diag s_p^2))`` in closed form.
+    r"""``KL(N(mu_q, diag s_q^2) || N(mu_p, diag s_p^2))`` in closed form.
 
-    Per dimension, with ``d = logvar_q - logvar_p``,
+    .. math::
 
-        1/2 [(exp(d) - 1 - d) + (mu_q - mu_p)^2 / s_p^2].
+        & \mathrm{KL}\big(\mathcal{N}(\mu_q, \operatorname{diag} \sigma_q^2) \,\big\|\,
+        \mathcal{N}(\mu_p, \operatorname{diag} \sigma_p^2)\big) \\
+        & \qquad = \frac{1}{2} \sum_j \Big[\big(e^{d_j} - 1 - d_j\big)
+        + \frac{(\mu_{q,j} - \mu_{p,j})^2}{\sigma_{p,j}^2}\Big]
+
+    with :math:`d_j = \log \sigma_{q,j}^2 - \log \sigma_{p,j}^2` (``d = logvar_q - logvar_p``).
 
     Written this way it never overflows (only the *difference* of the
     log-variances is exponentiated, so ``logvar`` near +-90 is fine in
@@ -88,10 +104,15 @@ def gaussian_kl(mu_q: Tensor, logvar_q: Tensor, mu_p: Tensor, logvar_p: Tensor, 
 
 
 def kl_standard_normal(mu: Tensor, logvar: Tensor, *, reduce: bool = True) -> Tensor:
-    """``KL(N(mu, diag exp(logvar)) || N(0, I))``, the VAE's regulariser.
+    r"""``KL(N(mu, diag exp(logvar)) || N(0, I))``, the VAE's regulariser.
 
-    Per dimension ``1/2 (mu^2 + exp(logvar) - 1 - logvar)``: :func:`gaussian_kl`
-    with ``mu_p = 0``, ``logvar_p = 0`` (Kingma and Welling 2014, appendix B).
+    .. math::
+
+        \mathrm{KL}\big(\mathcal{N}(\mu, \operatorname{diag} \sigma^2) \,\big\|\, \mathcal{N}(0, I)\big)
+        = \frac{1}{2} \sum_j \big(\mu_j^2 + \sigma_j^2 - 1 - \log \sigma_j^2\big),
+
+    that is :func:`gaussian_kl` with ``mu_p = 0``, ``logvar_p = 0`` (Kingma and
+    Welling 2014, appendix B).
     ``mu``, ``logvar``: (B, D).  Returns (B, D) per dimension with
     ``reduce=False``, else (B,) summed over latents.  Nats, never negative.
     """

@@ -187,7 +187,7 @@ def gaussian_kl_monte_carlo(
     dimension.  Shapes broadcast to (..., D); returns ``(estimate,
     standard_error)``, both (...,), in nats, where the standard error is the
     sample standard deviation of the log-ratio over ``sqrt(n_samples)``.  The
-    estimate is unbiased; compare it with :func:`gaussian_kl`.  Randomness
+    estimate is unbiased; compare it with :func:`vaelib.gaussian.gaussian_kl`.  Randomness
     comes from ``generator`` (on the inputs' device).
     """
     if n_samples < 2:

@@ -127,6 +127,8 @@ class VAE(nn.Module):
     def __init__(self, config: VAEConfig | None = None):
         super().__init__()
         self.config = config = config or VAEConfig()
+        # The model interface that vl.objective and vl.evaluate rely on (vaelib.elbo.LatentVariableModel):
+        self.input_dim, self.latent_dim, self.likelihood = config.input_dim, config.latent_dim, config.likelihood
         P, D, C = config.input_dim, config.latent_dim, config.num_classes
         if config.architecture == "mlp":
             widths = [P + C, *config.hidden_dims]
@@ -163,22 +165,6 @@ class VAE(nn.Module):
                 self.x_logvar = nn.Parameter(logvar)
             else:
                 self.register_buffer("x_logvar", logvar)
-
-    # The model interface that vl.objective and vl.evaluate rely on (vaelib.elbo.LatentVariableModel).
-    @property
-    def input_dim(self) -> int:
-        """P, the number of values in one flattened input."""
-        return self.config.input_dim
-
-    @property
-    def latent_dim(self) -> int:
-        """D, the size of z."""
-        return self.config.latent_dim
-
-    @property
-    def likelihood(self) -> str:
-        """``"bernoulli"`` or ``"gaussian"``."""
-        return self.config.likelihood
 
     def _with_label(self, h: Tensor, y: Tensor | None) -> Tensor:
         """``[h, onehot(y)]`` for a conditional model (y broadcast over h's leading dims); h itself otherwise."""

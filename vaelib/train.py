@@ -82,13 +82,22 @@ class TrainConfig:
 
 
 def learning_rate(epoch: int, config: TrainConfig) -> float:
-    """The Adam learning rate during (0-based) ``epoch``.
+    r"""The Adam learning rate during (0-based) ``epoch``.
 
     ``"constant"``: ``config.lr``.  ``"burda"``: the schedule of Burda, Grosse
     and Salakhutdinov (2016, section 5): pass i = 0..7 lasts 3^i epochs at
-    ``lr * 10**(-i / 7)``, 3,280 epochs in all.  With ``epochs=3280`` it is
-    theirs exactly; with fewer the same passes are shrunk in proportion (an
-    epoch takes the rate of the pass in which it starts, so epoch 0 uses ``lr``).
+    ``lr * 10**(-i / 7)``, 3,280 epochs in all,
+
+    .. math::
+
+        \eta_i = \eta_0 \cdot 10^{-i/7} \ \text{ for } 3^i \text{ epochs},
+        \quad i = 0, 1, \dots, 7, \qquad \sum_{i=0}^{7} 3^i = 3280,
+
+    with :math:`\eta_0` = ``config.lr``.  With ``epochs=3280`` it is theirs
+    exactly; with fewer the same passes are shrunk in proportion: epoch
+    :math:`t` of :math:`E` starts at :math:`3280\, t / E` on the original time
+    line and takes the rate of the pass that holds that point, so epoch 0 uses
+    ``lr``.
     """
     epoch = _checks.count("epoch", epoch, minimum=0)
     if epoch >= config.epochs:
@@ -140,7 +149,7 @@ def train_epoch(
         index = order[i : i + batch_size]
         x_batch = x.index_select(0, index)  # (B, P); index_select: the gather of x[index], 5x cheaper on a CPU
         if pixels == "dynamic":
-            x_batch = binarize(x_batch, generator)  # fresh binary pixels every time an image is used
+            x_batch = binarize(x_batch, generator, check=False)  # fresh binary pixels each time an image is used
         y_batch = None if y is None else y.index_select(0, index)  # (B,)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp and x.device.type == "cuda"):
             terms = objective(model, x_batch, beta=beta, k=k, y=y_batch, generator=generator, check=False)
