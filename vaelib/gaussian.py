@@ -90,16 +90,18 @@ def gaussian_kl(mu_q: Tensor, logvar_q: Tensor, mu_p: Tensor, logvar_p: Tensor, 
 
     with :math:`d_j = \log \sigma_{q,j}^2 - \log \sigma_{p,j}^2` (``d = logvar_q - logvar_p``).
 
-    Written this way it never overflows (only the *difference* of the
-    log-variances is exponentiated, so ``logvar`` near +-90 is fine in
-    float32) and never comes out negative from rounding: ``expm1(d) - d`` and
+    Written this way it does not overflow where the divergence itself is
+    moderate (only the *difference* of the log-variances is exponentiated,
+    and the mean term through ``exp(-logvar_p / 2)``, so ``logvar`` near
+    +-90 is fine in float32) and it never comes out negative from rounding: ``expm1(d) - d`` and
     the squared term are each >= 0 in floating point.  Shapes broadcast;
     returns (..., D) per dimension with ``reduce=False``, else the sum over
     the last dimension (...,).  Nats.  Reference: Kingma and Welling (2014),
     appendix B; Bishop (2006), exercise 10.13.
     """
     d = logvar_q - logvar_p
-    per_dim = 0.5 * ((torch.expm1(d) - d) + (mu_q - mu_p).pow(2) * torch.exp(-logvar_p))
+    # (mu_q - mu_p) / s_p, squared: exp(-logvar_p / 2) stays finite where exp(-logvar_p) would overflow
+    per_dim = 0.5 * ((torch.expm1(d) - d) + ((mu_q - mu_p) * torch.exp(-0.5 * logvar_p)).pow(2))
     return per_dim.sum(-1) if reduce else per_dim
 
 
