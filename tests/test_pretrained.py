@@ -1,0 +1,100 @@
+"""The pretrained models shipped inside vaelib: each loads, matches its record and
+its hash, runs on the CPU, and scores the ELBO its record says on the first
+1,000 test images (fixed seed, k = 1).  The k = 5000 NLL is recorded by the
+run that made the file (benchmarks/pretrained.py), not recomputed here."""
+
+import hashlib
+import json
+import shutil
+
+import pytest
+import torch
+
+import vaelib as vl
+import vaelib.pretrained
+from vaelib import streams
+from vaelib.checkpoint import config_from_dict
+
+SHIPPED = ("notes-mnist-20", "mnist-2d", "mnist-cvae", "burda-vae-k1", "burda-iwae-k5")
+RECORDS = vl.pretrained_models()
+
+
+def test_every_promised_model_ships_with_its_record():
+    assert set(SHIPPED) <= set(RECORDS), f"missing: {set(SHIPPED) - set(RECORDS)}"
+    for name, record in RECORDS.items():
+        for key in (
+            "model_config",
+            "train_config",
+            "epochs",
+            "train_seconds",
+            "machine",
+            "command",
+            "history",
+            "metrics",
+            "check",
+            "sha256",
+        ):
+            assert key in record, (name, key)
+        metrics = record["metrics"]
+        assert {"test_elbo", "test_nll", "nll_k", "n_test", "pixels"} <= set(metrics), name
+        assert metrics["n_test"] == 10_000 and record["epochs"] == record["train_config"]["epochs"]
+        assert len(record["history"]) == record["epochs"]
+        assert record["command"].startswith("vaelib train ")
+        if metrics["pixels"] != "grey":  # a likelihood needs binary pixels
+            assert metrics["nll_k"] == 5000 and metrics["test_nll"] <= -metrics["test_elbo"]
+
+
+@pytest.mark.parametrize("name", sorted(RECORDS))
+def test_a_shipped_model_loads_matches_its_record_and_hash_and_runs(name):
+    record = RECORDS[name]
+    model = vl.load_pretrained(name)
+    assert not model.training and next(model.parameters()).device.type == "cpu"
+    assert model.config == config_from_dict(record["model_kind"], record["model_config"])
+    path = vaelib.pretrained._weights_dir() / f"{name}.pt"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == record["sha256"]
+    state = torch.load(path, weights_only=True)  # a plain float32 state dict, nothing else
+    assert all(t.dtype == torch.float32 for t in state.values()) and set(state) == set(model.state_dict())
+    y = torch.arange(4) % 10 if model.config.num_classes else None
+    samples = vl.sample_prior(model, 4, y=y, generator=torch.Generator().manual_seed(0))
+    assert samples.shape == (4, 784) and torch.isfinite(samples).all()
+
+
+@pytest.mark.parametrize("name", sorted(RECORDS))
+def test_a_shipped_model_scores_its_recorded_elbo(name, mnist):
+    record = RECORDS[name]
+    check, config = record["check"], record["train_config"]
+    model = vl.load_pretrained(name)
+    x, y = mnist["test_x"], mnist["test_y"]
+    if config["pixels"] != "grey":  # the test set binarized once, as the run that made the file did
+        x = vl.binarize(x, streams.generator(config["seed"], "test_pixels"))
+    n = check["n_test"]
+    labels = y[:n] if model.config.num_classes else None
+    elbo = vl.evaluate(model, x[:n], y=labels, seed=check["seed"])["elbo"]
+    assert elbo == pytest.approx(check["elbo"], abs=0.05)
+
+
+def test_an_unknown_name_lists_the_available_ones():
+    with pytest.raises(vl.VaelibError, match="no pretrained model 'mnist-3d'; available: .*notes-mnist-20"):
+        vl.load_pretrained("mnist-3d")
+
+
+def test_a_changed_or_corrupt_weight_file_is_a_checkpoint_error_naming_it(tmp_path, monkeypatch):
+    name = "notes-mnist-20"
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    shutil.copy(vaelib.pretrained._weights_dir() / f"{name}.json", folder)
+    weights = folder / f"{name}.pt"
+    original = (vaelib.pretrained._weights_dir() / f"{name}.pt").read_bytes()
+    monkeypatch.setattr(vaelib.pretrained, "_weights_dir", lambda: folder)
+    weights.write_bytes(original[:-10] + b"0123456789")  # changed bytes: the hash no longer matches
+    with pytest.raises(vl.CheckpointError, match=f"{name}.pt does not match its record"):
+        vl.load_pretrained(name)
+    weights.write_bytes(b"garbage")  # corrupt, and the record updated to its hash: it still cannot load
+    record = json.loads((folder / f"{name}.json").read_text())
+    record["sha256"] = hashlib.sha256(b"garbage").hexdigest()
+    (folder / f"{name}.json").write_text(json.dumps(record))
+    with pytest.raises(vl.CheckpointError, match=f"{name}.pt could not be loaded"):
+        vl.load_pretrained(name)
+    weights.unlink()
+    with pytest.raises(vl.CheckpointError, match="weights of 'notes-mnist-20' are missing"):
+        vl.load_pretrained(name)
