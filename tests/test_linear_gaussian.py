@@ -402,3 +402,15 @@ def test_the_linear_gaussian_model_works_with_evaluate_and_log_marginal_likeliho
     assert scores["elbo"] == pytest.approx(closed_form, abs=0.5)  # a one-sample estimate of the same number
     lml = vl.log_marginal_likelihood(model, x, 5, batch_size=10, generator=gen(96))
     torch.testing.assert_close(lml, exact)
+
+
+def test_em_from_an_offset_far_from_the_mean_is_still_monotone_and_regresses_on_the_right_posterior():
+    truth = LinearGaussian.random(5, 2, logvar_x=math.log(0.3), generator=gen(97))
+    x, _ = truth.sample(500, generator=gen(98))
+    start = LinearGaussian(truth.W * 0.5, truth.b + 10.0, 0.0)  # b far from the data mean
+    step = start.em_step(x)
+    assert step.log_marginal(x).mean() >= start.log_marginal(x).mean()
+    centred = LinearGaussian(start.W, x.mean(0), 0.0)  # the E-step at the optimal offset
+    m, S = centred.posterior(x)
+    W = torch.linalg.solve(len(x) * S + m.T @ m, m.T @ (x - x.mean(0))).T
+    torch.testing.assert_close(step.W, W)

@@ -1,12 +1,20 @@
-"""A latent-variable model whose evidence and posterior are exact (chapter 3).
+r"""A latent-variable model whose evidence and posterior are exact (chapter 3).
 
 The linear-Gaussian model (probabilistic PCA; Tipping and Bishop 1999;
 Bishop 2006, section 12.2):
 
-    p(z) = N(0, I_D),    p(x|z) = N(W z + b, sigma^2 I_P).
+.. math::
 
-Then ``p(x) = N(b, W W^T + sigma^2 I)`` and ``p(z|x) = N(m(x), S)`` with
-``S = (I + W^T W / sigma^2)^{-1}`` and ``m(x) = S W^T (x - b) / sigma^2``.
+    p(z) = \mathcal{N}(0, I_D), \qquad p(x|z) = \mathcal{N}(W z + b, \sigma^2 I_P).
+
+Then
+
+.. math::
+
+    p(x) = \mathcal{N}(b, W W^\top + \sigma^2 I), \qquad p(z|x) = \mathcal{N}(m(x), S),
+
+    S = (I + W^\top W / \sigma^2)^{-1}, \qquad m(x) = S W^\top (x - b) / \sigma^2.
+
 For a diagonal Gaussian ``q = N(mu, diag exp(logvar))`` the ELBO is also
 closed form, so ``log p(x) = ELBO(q) + KL(q || p(z|x))`` can be checked to
 float precision.  :class:`LinearGaussian` has the interface of
@@ -181,15 +189,19 @@ class LinearGaussian(nn.Module):
 
     @torch.no_grad()
     def em_step(self, x: Tensor, *, learn_variance: bool = True) -> "LinearGaussian":
-        """One step of expectation-maximisation on the data ``x`` (N, P); returns the updated model.
+        r"""One step of expectation-maximisation on the data ``x`` (N, P); returns the updated model.
 
         E-step: the exact posterior ``p(z|x_n) = N(m_n, S)`` under the current
         parameters, which makes the ELBO equal to ``log p(x_n)`` (the gap
         ``KL(q || p(z|x))`` is zero).  M-step: the parameters that maximise
         the expected complete-data log-likelihood under those posteriors,
 
-            W   = [sum_n (x_n - b) m_n^T] [sum_n (S + m_n m_n^T)]^{-1},   b = mean of x_n,
-            sigma^2 = 1/(N P) sum_n [||x_n - b||^2 - 2 m_n^T W^T (x_n - b) + tr((S + m_n m_n^T) W^T W)]
+        .. math::
+
+            b &= \frac{1}{N} \sum_n x_n, \\
+            W &= \Big[\sum_n (x_n - b)\, m_n^\top\Big] \Big[\sum_n (S + m_n m_n^\top)\Big]^{-1}, \\
+            \sigma^2 &= \frac{1}{NP} \sum_n \Big[\lVert x_n - b \rVert^2 - 2\, m_n^\top W^\top (x_n - b) \\
+            &\qquad\qquad + \operatorname{tr}\big((S + m_n m_n^\top) W^\top W\big)\Big]
 
         (Tipping and Bishop 1999, eqs. 27-30).  Each step never lowers the
         average ``log p(x)``.  ``learn_variance=False`` keeps sigma^2.
@@ -197,8 +209,8 @@ class LinearGaussian(nn.Module):
         if x.dim() != 2 or x.shape[1] != self.input_dim:
             raise VaelibError(f"x must be (N, {self.input_dim}), got {tuple(x.shape)}")
         N = x.shape[0]
-        b = x.mean(0)  # (P,) the maximum-likelihood offset
-        m, S = self.posterior(x)  # E-step under the current b
+        b = x.mean(0)  # (P,) the maximum-likelihood offset, whatever W and sigma^2 are
+        m, S = LinearGaussian(self.W, b, float(self.logvar_x)).posterior(x)  # E-step, with b at its optimum
         xc = x - b  # (N, P)
         moments = N * S + m.T @ m  # (D, D) sum_n E[z_n z_n^T]
         W = torch.linalg.solve(moments, m.T @ xc).T  # (P, D); moments is symmetric
