@@ -11,7 +11,10 @@ What it does, in order:
 1. Static checks on the HTML files: every page of ``_toc.yml`` was built, each
    chapter page (``book/NN_*``) holds at least one figure image and some math
    markup, and the references page lists every entry of the ``.bib`` file(s)
-   named in ``_config.yml``.
+   named in ``_config.yml``.  Each chapter page also has the download button's
+   ``.ipynb`` link (to a file present in the build) and a Colab launch link to
+   ``https://colab.research.google.com/github/<owner>/<repo>/blob/<branch>/<path>.ipynb``
+   for the repository named in ``_config.yml`` (``repository.url``).
 2. MathJax 3 is fetched from the npm registry (``npm pack mathjax@3``) into a
    temporary directory, copied to ``<html>/_static/mathjax/`` and every MathJax
    ``<script src=...>`` that points at a CDN is rewritten to that local copy.
@@ -169,6 +172,21 @@ def bib_entries(root: Path) -> list[tuple[str, str]]:
     return entries
 
 
+def colab_url(root: Path, doc: str) -> str:
+    """The Colab launch URL of chapter ``doc``, from ``repository`` in ``_config.yml``."""
+    config = yaml.safe_load((root / "_config.yml").read_text(encoding="utf8")) or {}
+    repo = config.get("repository") or {}
+    url = str(repo.get("url", "")).rstrip("/")
+    path = re.sub(r"^https?://github\.com/", "", url)
+    if not url or path == url:
+        raise ValueError(f"_config.yml: repository.url {url!r} is not a https://github.com/<owner>/<repo> URL")
+    book = str(repo.get("path_to_book") or "").strip("/")
+    return (
+        f"https://colab.research.google.com/github/{path}/blob/{repo.get('branch') or 'main'}/"
+        f"{book + '/' if book else ''}{doc}.ipynb"
+    )
+
+
 # --------------------------------------------------------------------------
 # 1. Static checks
 # --------------------------------------------------------------------------
@@ -204,6 +222,36 @@ def static_checks(html_dir: Path, pages: list[str], root: Path, rep: Report) -> 
             rep.fail(f"{doc}.html: " + "; ".join(problems))
         else:
             rep.ok(f"{doc}.html ({size_kb:.0f} KiB, {len(figures)} figure(s), math: {'yes' if has_math else 'no'})")
+
+    # Every chapter page: the .ipynb download and the Colab launch button.
+    try:
+        repository_ok = bool(colab_url(root, ""))
+    except ValueError as exc:
+        rep.fail(str(exc))
+        repository_ok = False
+    for doc in pages:
+        path = html_dir / f"{doc}.html"
+        if not (repository_ok and CHAPTER_RE.search(doc) and path.is_file()):
+            continue
+        links = [
+            htmllib.unescape(h)
+            for h in re.findall(r"<a\b[^>]*?\bhref=[\"']([^\"']+)[\"']", path.read_text(encoding="utf8"))
+        ]
+        name = Path(doc).name
+        downloads = [h for h in links if h.split("/")[-1] == f"{name}.ipynb" and not h.startswith(("http:", "https:"))]
+        expected = colab_url(root, doc)
+        problems = []
+        if not downloads:
+            problems.append(f"no download link to {name}.ipynb")
+        elif not (path.parent / downloads[0]).resolve().is_file():
+            problems.append(f"the download link {downloads[0]} points at a file missing from the build")
+        if expected not in links:
+            colab = [h for h in links if "colab.research.google.com" in h]
+            problems.append(f"no Colab launch link {expected} (found: {colab or 'none'})")
+        if problems:
+            rep.fail(f"{doc}.html: " + "; ".join(problems))
+        else:
+            rep.ok(f"{doc}.html: .ipynb download and Colab launch ({expected})")
 
     # The references page is the toc entry that holds the {bibliography}.
     refs = [
