@@ -86,7 +86,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls, *, skip: tuple[str, .
         flag = "--" + f.name.replace("_", "-")
         hint = hints[f.name]
         default = f.default if f.default is not MISSING else f.default_factory()
-        options = {"default": default, "help": f"{helps.get(f.name, '')} (default: %(default)s)", "dest": f.name}
+        options = {"default": default, "help": helps.get(f.name, ""), "dest": f.name}
         if hint is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, **options)
         elif typing.get_origin(hint) is tuple:
@@ -114,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser(
         "train",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,  # every flag's help ends with its default
         help="train a VAE and save its checkpoint and history",
         description="Train a VAE; rerun the same command to resume from the run's checkpoint.",
     )
