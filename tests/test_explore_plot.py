@@ -251,3 +251,16 @@ def test_reconstructions_with_fewer_images_than_n(no_pyplot, vae2, binary_data):
     fig = vl.plot.reconstructions(x, vl.reconstruct(vae2, x))
     _check_figure(fig, 1)
     assert fig.axes[0].get_images()[0].get_array().shape == (2 * 5 - 1, 5 * 5 - 1)
+
+
+def test_image_rows_labels_each_row_and_draws_directions_without_nan():
+    rows = [torch.rand(5, 16), torch.zeros(3, 16)]
+    fig = vl.plot.image_rows(rows, ["images", "zeros"], signed=True)
+    axes = fig.get_axes()
+    assert [ax.get_ylabel() for ax in axes] == ["images", "zeros"]
+    shown = [ax.get_images()[0].get_array() for ax in axes]
+    assert all(np.isfinite(np.asarray(a)).all() for a in shown)
+    assert np.asarray(shown[1]).max() == 0  # an all-zero direction is drawn as zero
+    assert shown[0].shape == (4, 5 * 5 - 1)  # five 4x4 images, padded by one pixel, in one row
+    with pytest.raises(vl.VaelibError, match="one label per row"):
+        vl.plot.image_rows(rows, ["only one"])

@@ -27,6 +27,7 @@ __all__ = [
     "STYLE",
     "Figure",
     "image_grid",
+    "image_rows",
     "reconstructions",
     "latent_scatter",
     "manifold",
@@ -125,6 +126,36 @@ def image_grid(
         figsize=(size * ncol, size * grid.shape[0] / grid.shape[1] * ncol + (0.4 if title else 0)), layout="constrained"
     )
     _show(fig.add_subplot(), grid, title)
+    return fig
+
+
+@_styled
+def image_rows(
+    rows: Sequence[Tensor], labels: Sequence[str], *, signed: bool = False, inches: float = 0.75, shape=None
+) -> Figure:
+    """One labelled row of images per tensor in ``rows`` (each (n, P)), e.g. inputs above reconstructions.
+
+    Grey levels are clipped to [0, 1] and drawn as ink on paper.  With
+    ``signed=True`` each image is a direction (a principal component, a
+    decoder column): scaled by its largest magnitude and drawn red for
+    positive, blue for negative.
+    """
+    if len(rows) != len(labels) or not rows:
+        raise VaelibError(f"image_rows needs one label per row, got {len(rows)} rows and {len(labels)} labels")
+    n = max(len(r) for r in rows)
+    fig = Figure(figsize=(inches * n, (inches + 0.1) * len(rows)), layout="constrained")
+    for ax, row, label in zip(fig.subplots(len(rows), 1, squeeze=False)[:, 0], rows, labels):
+        row = torch.as_tensor(row).detach().float().cpu().reshape(len(row), -1)  # (n, P)
+        if signed:
+            row = row / row.abs().amax(1, keepdim=True).clamp_min(1e-12)  # a zero direction stays zero, not NaN
+            style = {"cmap": "RdBu_r", "vmin": -1, "vmax": 1}
+        else:
+            row, style = row.clamp(0, 1), {"cmap": "gray_r", "vmin": 0, "vmax": 1}
+        ax.imshow(tile(row, n, shape=shape), interpolation="nearest", **style)
+        ax.set(xticks=[], yticks=[])
+        ax.grid(False)
+        ax.spines[:].set_visible(False)
+        ax.set_ylabel(label, rotation=0, ha="right", va="center")
     return fig
 
 
