@@ -455,6 +455,9 @@ return {
       .map((e) => e.getAttribute("data-mjx-error") || e.textContent).slice(0, 5),
   images: Array.from(document.images).map((img) => ({
       src: img.currentSrc || img.src, complete: img.complete, width: img.naturalWidth})),
+  scrolling: Array.from(document.querySelectorAll("div.cell_input div.highlight pre"))
+      .filter((e) => e.scrollWidth > e.clientWidth + 1)
+      .map((e) => e.textContent.split("\n").reduce((a, l) => (l.length > a.length ? l : a), "").slice(0, 60)),
   text: text,
 };
 """
@@ -538,6 +541,8 @@ def browser_checks(
                 problems.append(f"MathJax errors: {page['merror']}")
             for hit in raw_tex_hits(page["text"]):
                 problems.append(f"raw TeX visible: {hit}")
+            if page["scrolling"]:  # code cells must fit the column at 1280 pixels (book/_static/vaelib.css)
+                problems.append(f"{len(page['scrolling'])} code cell(s) scroll sideways: {page['scrolling'][:3]}")
             broken = [i["src"] for i in page["images"] if not (i["complete"] and i["width"] > 0)]
             if broken:
                 problems.append(f"{len(broken)} image(s) did not load: {broken[:5]}")
