@@ -131,14 +131,15 @@ def train(name: str, time_limit: float | None) -> int:
     return vaelib_main(args)
 
 
-def _test_set(state: dict, device) -> torch.Tensor:
-    """All 10,000 test images, binarized exactly as fit and `vaelib evaluate` do when the run binarizes."""
+def _test_set(state: dict, device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """All 10,000 test images, binarized exactly as fit and `vaelib evaluate` do when the run binarizes,
+    with their labels when the model is conditioned on them."""
     config = state["train_config"]
-    x, _ = vl.load(state.get("dataset") or "mnist", "test", download=False)
+    x, y = vl.load(state.get("dataset") or "mnist", "test", download=False)
     x = x.to(device)
     if config["pixels"] != "grey":
         x = vl.binarize(x, streams.generator(config["seed"], "test_pixels", device))
-    return x
+    return x, (y if state["model_config"].get("num_classes") else None)
 
 
 def export(name: str) -> int:
@@ -148,14 +149,15 @@ def export(name: str) -> int:
         print(f"{name}: {state['epoch']} of {config['epochs']} epochs done; train further first", file=sys.stderr)
         return 3
     model = vl.load_model(RUNS / name / "checkpoint.pt", "cpu")
-    x_test = _test_set(state, "cpu")
+    x_test, y_test = _test_set(state, "cpu")
     started = time.perf_counter()
-    scores = vl.evaluate(model, x_test, seed=config["seed"] + streams.STREAMS["eval"])
-    check = vl.evaluate(model, x_test[:CHECK_N], seed=CHECK_SEED)["elbo"]
+    scores = vl.evaluate(model, x_test, y=y_test, seed=config["seed"] + streams.STREAMS["eval"])
+    y_check = None if y_test is None else y_test[:CHECK_N]
+    check = vl.evaluate(model, x_test[:CHECK_N], y=y_check, seed=CHECK_SEED)["elbo"]
     nll = None
     if config["pixels"] != "grey":  # a likelihood needs binary pixels
         generator = streams.generator(config["seed"], "nll", "cpu")
-        nll = -vl.log_marginal_likelihood(model, x_test, NLL_K, generator=generator).mean().item()
+        nll = -vl.log_marginal_likelihood(model, x_test, NLL_K, y=y_test, generator=generator).mean().item()
     eval_seconds = time.perf_counter() - started
 
     WEIGHTS.mkdir(parents=True, exist_ok=True)
