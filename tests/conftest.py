@@ -13,6 +13,7 @@ train on real MNIST.
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import os
 import struct
 from pathlib import Path
@@ -31,6 +32,17 @@ import vaelib.train
 # second thread spin-waits for the first, which made this suite ten times slower (6 min
 # instead of 25 s when measured beside other jobs); alone it is as fast with one thread.
 torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_benchmark(name: str):
+    """The script benchmarks/<name>.py as a module: runners live with the benchmarks, not in the package."""
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 IMAGE_SHAPE = (1, 4, 4)  # the synthetic images: P = 16 pixels
 P = 16

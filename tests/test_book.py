@@ -155,3 +155,6 @@ def test_chapter_outputs_stay_small_and_clean(path):
             assert len(json.dumps(output)) < 250_000, f"cell {i}: one output over 250 kB"
             assert output["output_type"] != "error", f"cell {i} stored an error"
             assert output.get("name") != "stderr", f"cell {i} stored a warning: {''.join(output.get('text', ''))[:200]}"
+            # a progress bar is for the person running the cell: stored, it is a dead widget
+            assert "application/vnd.jupyter.widget-view+json" not in output.get("data", {}), f"cell {i}: widget"
+    assert "widgets" not in json.loads(path.read_text())["metadata"], "widget state stored: execute with CI=true"

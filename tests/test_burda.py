@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import load_benchmark
+
 import vaelib
 import vaelib as vl
 import vaelib.checkpoint
@@ -19,17 +21,7 @@ import vaelib.train
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _load_script():
-    """benchmarks/burda_table.py as a module (the runner lives with the benchmarks, not in the package)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("burda_table", REPO / "benchmarks" / "burda_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-burda = _load_script()
+burda = load_benchmark("burda_table")
 
 
 def test_model_config_is_the_published_architecture():

@@ -264,3 +264,12 @@ def test_image_rows_labels_each_row_and_draws_directions_without_nan():
     assert shown[0].shape == (4, 5 * 5 - 1)  # five 4x4 images, padded by one pixel, in one row
     with pytest.raises(vl.VaelibError, match="one label per row"):
         vl.plot.image_rows(rows, ["only one"])
+
+
+def test_reparameterization_graph_draws_both_graphs_as_png():
+    fig = vl.plot.reparameterization_graph()
+    axes = fig.get_axes()
+    assert [ax.get_title() for ax in axes] == ["sampling: a random node", "reparameterized: noise as an input"]
+    texts = [t.get_text() for t in axes[1].texts]
+    assert any("epsilon" in t for t in texts) and any("reaches" in t for t in texts)
+    assert fig._repr_png_().startswith(b"\x89PNG")

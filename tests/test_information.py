@@ -14,6 +14,7 @@ import torch
 from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 from torch.distributions import kl_divergence as torch_kl
 
+from vaelib import information
 from vaelib.errors import VaelibError
 from vaelib.gaussian import gaussian_kl, kl_standard_normal
 from vaelib.information import (
@@ -608,3 +609,68 @@ def test_fit_gaussian_rejects_log_p_of_the_wrong_shape():
 def test_errors_are_vaelib_errors():
     with pytest.raises(VaelibError):
         entropy(torch.tensor([0.2, 0.2]))
+
+
+# --------------------------------------------------------------------------- histogram classifier
+
+
+def _histogram_reference(z_fit, y_fit, z, y, bins, limit):
+    """The same classifier with numpy's histogram2d, one class at a time."""
+    import numpy as np
+
+    inner = np.linspace(-limit, limit, bins + 1)[1:-1]
+    edges = np.concatenate([[-np.inf], inner, [np.inf]])
+    classes = int(y_fit.max()) + 1
+    counts = np.stack(
+        [np.histogram2d(*z_fit[y_fit == c].double().numpy().T, bins=[edges, edges])[0] + 1 for c in range(classes)],
+        -1,
+    )  # (bins, bins, C)
+    r = counts / counts.sum(-1, keepdims=True)
+    i = np.searchsorted(inner, z[:, 0].double().numpy(), side="left")
+    j = np.searchsorted(inner, z[:, 1].double().numpy(), side="left")
+    r_z = r[i, j]  # (N, C)
+    ce = -np.log(r_z[np.arange(len(y)), y.numpy()]).mean()
+    return ce, (r_z.argmax(1) == y.numpy()).mean()
+
+
+def test_histogram_classifier_matches_numpy_histogram2d():
+    gen = torch.Generator().manual_seed(0)
+    y_fit = torch.randint(0, 4, (3000,), generator=gen)
+    centres = torch.tensor([[-1.5, -1.5], [1.5, -1.5], [-1.5, 1.5], [1.5, 1.5]])
+    z_fit = centres[y_fit] + torch.randn(3000, 2, generator=gen)
+    y = torch.randint(0, 4, (500,), generator=gen)
+    z = centres[y] + torch.randn(500, 2, generator=gen)
+    score = information.histogram_classifier(z_fit, y_fit, z, y, bins=12, limit=3.0)
+    ce, accuracy = _histogram_reference(z_fit, y_fit, z, y, 12, 3.0)
+    assert score.cross_entropy.item() == pytest.approx(ce, rel=1e-5)
+    assert score.accuracy.item() == pytest.approx(accuracy)
+    assert 0.6 < accuracy < 0.95  # overlapping classes: neither chance nor perfect
+
+
+def test_histogram_classifier_separated_and_independent_codes():
+    # Two classes in two distant single cells: r(y | cell) = (n_y + 1) / (n + 2) exactly.
+    z_fit = torch.tensor([[-3.0, -3.0]] * 8 + [[3.0, 3.0]] * 8)
+    y_fit = torch.tensor([0] * 8 + [1] * 8)
+    score = information.histogram_classifier(z_fit, y_fit, z_fit, y_fit, bins=2, limit=4.0)
+    assert score.accuracy.item() == 1.0
+    assert score.cross_entropy.item() == pytest.approx(-math.log(9 / 10))
+    # Codes independent of the labels carry no information: the bound H(y) - CE is <= 0 up to noise.
+    gen = torch.Generator().manual_seed(1)
+    y_fit, y = torch.randint(0, 10, (20000,), generator=gen), torch.randint(0, 10, (5000,), generator=gen)
+    z_fit, z = torch.randn(20000, 2, generator=gen), torch.randn(5000, 2, generator=gen)
+    score = information.histogram_classifier(z_fit, y_fit, z, y, bins=10)
+    assert math.log(10) - score.cross_entropy.item() < 0.01
+    assert score.accuracy.item() < 0.15
+
+
+@pytest.mark.parametrize(
+    "z_fit, y_fit, message",
+    [
+        (torch.zeros(5, 3), torch.zeros(5, dtype=torch.long), "shape \\(N, 2\\)"),
+        (torch.zeros(5, 2), torch.zeros(5), "integer tensor"),
+        (torch.zeros(5, 2), torch.zeros(4, dtype=torch.long), "integer tensor"),
+    ],
+)
+def test_histogram_classifier_rejects_bad_input(z_fit, y_fit, message):
+    with pytest.raises(VaelibError, match=message):
+        information.histogram_classifier(z_fit, y_fit, torch.zeros(2, 2), torch.zeros(2, dtype=torch.long))

@@ -8,7 +8,9 @@ given by their mean ``mu`` and log-variance ``logvar``.
 The second half of the module works with one-dimensional densities tabulated
 on a grid: a Gaussian mixture (:func:`mixture_log_prob`), the KL divergence by
 quadrature (:func:`kl_on_grid`) and the fit of one Gaussian to a target by
-minimising the forward or the reverse KL (:func:`fit_gaussian`).
+minimising the forward or the reverse KL (:func:`fit_gaussian`).  Last,
+:func:`histogram_classifier` reads a class off two-dimensional codes, which
+bounds the information a code carries about the class from below.
 
 Reference: Cover and Thomas, *Elements of Information Theory* (2006), ch. 2
 and 8; Kingma and Welling (2014), appendix B; Bishop, *Pattern Recognition
@@ -39,6 +41,8 @@ __all__ = [
     "kl_on_grid",
     "GaussianFit",
     "fit_gaussian",
+    "ClassifierScore",
+    "histogram_classifier",
 ]
 
 # --------------------------------------------------------------------------- checks
@@ -346,3 +350,61 @@ def fit_gaussian(
     with torch.no_grad():
         final = divergence(params)
     return GaussianFit(params[0].clone(), 2.0 * params[1], final, history)
+
+
+# --------------------------------------------------------------------------- codes and classes
+
+
+class ClassifierScore(NamedTuple):
+    """How well a classifier r(y | z) reads labels off codes: both are scalar tensors."""
+
+    cross_entropy: Tensor  # E[-log r(y | z)] over the scored pairs, nats
+    accuracy: Tensor  # share of the scored codes whose most probable class is their label
+
+
+def histogram_classifier(
+    z_fit: Tensor, y_fit: Tensor, z: Tensor, y: Tensor, *, bins: int = 30, limit: float = 4.0
+) -> ClassifierScore:
+    """Fit a histogram classifier r(y | z) of 2-D codes on (z_fit, y_fit) and score it on (z, y).
+
+    The square [-limit, limit]^2 is cut into ``bins`` x ``bins`` cells (the
+    outer cells reach to infinity); r(y | cell) is the share of class y among
+    the fitted codes in the cell, counting one extra code of every class in
+    every cell so that no probability is zero (Laplace smoothing).
+
+    Any classifier's cross-entropy bounds the conditional entropy from above,
+    E[-log r(y | z)] >= H(y | z) (Gibbs' inequality), so
+
+        I(y; z) = H(y) - H(y | z) >= H(y) - cross_entropy,
+
+    the variational bound of Barber and Agakov (2003).  Shapes: codes (N, 2),
+    integer labels (N,) in [0, C) with C = max label + 1 of ``y_fit``; units:
+    nats; reduction: mean over the scored pairs.
+    """
+    for name, codes, labels in (("z_fit", z_fit, y_fit), ("z", z, y)):
+        if codes.dim() != 2 or codes.shape[1] != 2:
+            raise VaelibError(f"{name} must be 2-D codes of shape (N, 2), got shape {tuple(codes.shape)}")
+        if labels.shape != codes.shape[:1] or labels.is_floating_point():
+            raise VaelibError(
+                f"the labels of {name} must be an integer tensor ({codes.shape[0]},), "
+                f"got dtype {labels.dtype}, shape {tuple(labels.shape)}"
+            )
+    if bins < 1 or not limit > 0:
+        raise VaelibError(f"bins must be a positive integer and limit a positive number, got {bins} and {limit}")
+    z_fit, y_fit, z, y = (t.detach().cpu() for t in (z_fit, y_fit, z, y))
+    num_classes = int(y_fit.max()) + 1
+    if y.min() < 0 or y_fit.min() < 0 or y.max() >= num_classes:
+        raise VaelibError(f"labels must lie in [0, {num_classes}), the classes seen in y_fit")
+    edges = torch.linspace(-limit, limit, bins + 1, dtype=z_fit.dtype)[1:-1]  # inner edges
+
+    def cell(codes: Tensor) -> Tensor:  # (N, 2) -> (N,): the index of each code's cell
+        ij = torch.bucketize(codes.contiguous(), edges)  # (N, 2) in [0, bins)
+        return ij[:, 0] * bins + ij[:, 1]
+
+    counts = torch.ones(bins * bins, num_classes, dtype=z_fit.dtype)  # one smoothing count each
+    counts.index_put_((cell(z_fit), y_fit.long()), torch.ones(len(y_fit), dtype=z_fit.dtype), accumulate=True)
+    r = counts / counts.sum(1, keepdim=True)  # (cells, C): r(y | cell)
+    r_z = r[cell(z)]  # (N, C)
+    cross_entropy = -r_z.gather(1, y.long()[:, None]).log().mean()
+    accuracy = (r_z.argmax(1) == y).to(z_fit.dtype).mean()
+    return ClassifierScore(cross_entropy, accuracy)

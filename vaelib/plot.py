@@ -32,6 +32,7 @@ __all__ = [
     "latent_scatter",
     "manifold",
     "training_curves",
+    "reparameterization_graph",
     "tile",
 ]
 
@@ -143,7 +144,8 @@ def image_rows(
     if len(rows) != len(labels) or not rows:
         raise VaelibError(f"image_rows needs one label per row, got {len(rows)} rows and {len(labels)} labels")
     n = max(len(r) for r in rows)
-    fig = Figure(figsize=(inches * n, (inches + 0.1) * len(rows)), layout="constrained")
+    label_inches = 0.075 * max(len(label) for label in labels)  # room for the row labels at 10 pt
+    fig = Figure(figsize=(inches * n + label_inches, (inches + 0.1) * len(rows)), layout="constrained")
     for ax, row, label in zip(fig.subplots(len(rows), 1, squeeze=False)[:, 0], rows, labels):
         row = torch.as_tensor(row).detach().float().cpu().reshape(len(row), -1)  # (n, P)
         if signed:
@@ -219,4 +221,41 @@ def training_curves(
         ax.legend()
     if title:
         fig.suptitle(title)
+    return fig
+
+
+def _graph_row(ax, reparameterized: bool) -> None:
+    """One computation graph phi -> (mu, sigma) -> z -> f(z), with the backward pass drawn in red."""
+    box = {"boxstyle": "round,pad=0.4", "fc": "#eaf0f8", "ec": "#2c3e50"}
+    noise = {"boxstyle": "round,pad=0.4", "fc": "#fdebd0", "ec": "#d35400", "ls": "--"}
+    red = "#c0392b"
+    title = "reparameterized: noise as an input" if reparameterized else "sampling: a random node"
+    ax.set(xlim=(-0.4, 3.4), ylim=(-1.1, 1.5 if reparameterized else 0.4), title=title)
+    ax.axis("off")
+    z_text = r"$\mu + \sigma \odot \epsilon$" if reparameterized else r"$z \sim q_\phi$"
+    for j, text in enumerate([r"$\phi$", r"$\mu, \sigma$", z_text, r"$f(z)$"]):
+        ax.text(j, 0, text, ha="center", va="center", bbox=noise if j == 2 and not reparameterized else box)
+    for j in range(3):  # the forward pass
+        ax.annotate("", (j + 0.62, 0), (j + 0.38, 0), arrowprops={"arrowstyle": "-|>"})
+    if reparameterized:  # the noise enters as an input
+        ax.text(2, 1.1, r"$\epsilon \sim \mathcal{N}(0, I)$", ha="center", bbox=noise)
+        ax.annotate("", (2, 0.3), (2, 0.85), arrowprops={"arrowstyle": "-|>", "ls": "--"})
+    arrow = {"arrowstyle": "-|>" if reparameterized else "-[", "color": red, "lw": 2}
+    ax.annotate("", (0 if reparameterized else 2, -0.6), (3, -0.6), arrowprops=arrow)
+    why = r"reaches $\phi$" if reparameterized else "stops at the sample"
+    ax.text(1.5, -0.95, r"$\nabla_\phi$ " + why, color=red, ha="center")
+
+
+@_styled
+def reparameterization_graph() -> Figure:
+    """The computation graph of a sampled z (top) and of a reparameterized one (bottom), chapter 4.
+
+    Sampling ``z ~ q_phi`` is a random node that the gradient cannot pass;
+    ``z = mu + sigma * eps`` makes the noise an input, so the gradient of
+    ``f(z)`` reaches the encoder's parameters ``phi``.
+    """
+    with matplotlib.rc_context({"font.size": 13, "axes.titlesize": 13}):  # a diagram: larger type
+        fig = Figure(figsize=(7.5, 4.6), layout="constrained")
+        for ax, reparameterized in zip(fig.subplots(2, 1, height_ratios=[1.5, 2.6]), (False, True)):
+            _graph_row(ax, reparameterized)
     return fig
