@@ -129,6 +129,9 @@ def test_every_figure_is_numbered_captioned_and_has_alt_text(path):
         assert len(figure.get("caption", "")) > 20, f"cell {i}: figure without a caption that states its point"
         assert len(image.get("alt", "")) > 20, f"cell {i}: figure without alt text"
         assert len(images) == 1, f"cell {i}: one figure per cell"
+        # a value returned beside a figure (say, the Text list of ax.set) becomes a second, duplicate figure
+        values = [o for o in cell["outputs"] if o["output_type"] == "execute_result" and "image/png" not in o["data"]]
+        assert not values, f"cell {i}: a figure cell also returns a value; end it with plt.show()"
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
