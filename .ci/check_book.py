@@ -270,6 +270,7 @@ def static_checks(html_dir: Path, pages: list[str], root: Path, rep: Report) -> 
         text = (html_dir / f"{page}.html").read_text(encoding="utf8")
         n_html = text.count('role="doc-biblioentry"')
         plain = htmllib.unescape(re.sub(r"<[^>]+>", " ", text))
+        plain = re.sub(r"\s+", " ", plain.replace("\xa0", " "))  # "van&nbsp;den Oord" is "van den Oord"
         missing = [k for k, surname in entries if surname and surname not in plain]
         if n_html < len(entries) or missing:
             rep.fail(
