@@ -222,6 +222,33 @@ def test_training_curves_needs_a_history(no_pyplot):
         vl.plot.training_curves([])
 
 
+def test_compare_runs_draws_each_run_its_schedule_and_the_references(no_pyplot):
+    lrs = [1e-3] * 3 + [1e-4] * 3
+    run = [{"epoch": e, "lr": lr, **({"test_nll": 100.0 - e} if e % 2 == 0 else {})} for e, lr in enumerate(lrs, 1)]
+    fig = vl.plot.compare_runs({"a": run, "b": run[:4]}, references={"published": 90.0})
+    _check_figure(fig, 2)
+    top, bottom = fig.axes
+    lines = top.get_lines()
+    assert [line.get_label() for line in lines] == ["a", "b", "published"]
+    assert list(lines[0].get_xdata()) == [2, 4, 6] and list(lines[0].get_ydata()) == [98.0, 96.0, 94.0]
+    assert list(lines[1].get_xdata()) == [2, 4]  # only the evaluated epochs of the shorter run
+    assert list(lines[2].get_ydata()) == [90.0, 90.0]  # a horizontal line ...
+    assert lines[2].get_color() == lines[0].get_color()  # ... in the colour of the first run
+    assert top.get_ylabel() == "test nll (nats)"
+    assert bottom.get_yscale() == "log" and bottom.get_xscale() == "log"
+    assert sorted(set(bottom.get_lines()[0].get_ydata())) == [1e-4, 1e-3]  # the schedule's two rates
+    plain = vl.plot.compare_runs({"a": run}, show_lr=False, log_epochs=False, ylabel="NLL")
+    _check_figure(plain, 1)
+    assert plain.axes[0].get_xscale() == "linear" and plain.axes[0].get_ylabel() == "NLL"
+
+
+def test_compare_runs_names_a_missing_quantity(no_pyplot):
+    with pytest.raises(vl.VaelibError, match="no histories"):
+        vl.plot.compare_runs({})
+    with pytest.raises(vl.VaelibError, match="'a' has no 'test_nll'"):
+        vl.plot.compare_runs({"a": [{"epoch": 1, "lr": 1e-3}]})
+
+
 def test_tile_places_each_image(no_pyplot):
     images = torch.arange(10 * 16, dtype=torch.float32).reshape(10, 16) / 160
     out = vl.plot.tile(images, ncol=4)

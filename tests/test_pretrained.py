@@ -17,7 +17,7 @@ import vaelib.pretrained
 from vaelib import streams
 from vaelib.checkpoint import config_from_dict, load_checkpoint
 
-SHIPPED = ("notes-mnist-20", "mnist-2d", "mnist-cvae")
+SHIPPED = ("notes-mnist-20", "mnist-2d", "mnist-cvae", "burda-vae-k1")
 RECORDS = vl.pretrained_models()
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib
 import numpy as np
@@ -32,6 +32,7 @@ __all__ = [
     "latent_scatter",
     "manifold",
     "training_curves",
+    "compare_runs",
     "reparameterization_graph",
     "tile",
 ]
@@ -221,6 +222,57 @@ def training_curves(
         ax.legend()
     if title:
         fig.suptitle(title)
+    return fig
+
+
+@_styled
+def compare_runs(
+    histories: Mapping[str, Sequence[dict]],
+    key: str = "test_nll",
+    *,
+    references: Mapping[str, float] | None = None,
+    show_lr: bool = True,
+    log_epochs: bool = True,
+    ylabel: str | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Several runs' ``key`` against the epoch, one line per named history.
+
+    Only the epochs whose entry holds ``key`` are drawn (a test quantity is
+    recorded every ``eval_every`` epochs).  ``references`` draws a dashed
+    horizontal line per label and value, such as a published result, in
+    the colour of the run in the same place, so that the first reference
+    matches the first run; ``show_lr`` adds a lower panel with each run's learning rate (log scale),
+    so the steps of a schedule line up with the curve above them.
+    """
+    if not histories:
+        raise VaelibError("no histories to compare: pass a dict of run name -> history")
+    fig = Figure(figsize=(6.4, 5.0 if show_lr else 3.4), layout="constrained")
+    if show_lr:
+        ax, ax_lr = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    else:
+        ax, ax_lr = fig.subplots(1, 1), None
+    for i, (label, history) in enumerate(histories.items()):
+        colour = f"C{i}"
+        points = [(h["epoch"], h[key]) for h in history if key in h]
+        if not points:
+            raise VaelibError(f"the history of {label!r} has no {key!r}; its keys are {sorted(history[0])}")
+        ax.plot(*zip(*points), marker="o", ms=2.5, color=colour, label=label)
+        if ax_lr is not None:
+            ax_lr.step([h["epoch"] for h in history], [h["lr"] for h in history], where="post", color=colour)
+    for j, (label, value) in enumerate((references or {}).items()):
+        ax.axhline(value, ls="--", lw=1.0, color=f"C{j}", label=label)
+    ax.set_ylabel(ylabel or f"{key.replace('_', ' ')} (nats)")
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    bottom = ax if ax_lr is None else ax_lr
+    if ax_lr is not None:
+        ax_lr.set_yscale("log")
+        ax_lr.set_ylabel("learning rate")
+    if log_epochs:
+        bottom.set_xscale("log")
+    bottom.set_xlabel("epoch")
     return fig
 
 
