@@ -17,7 +17,13 @@ import vaelib.pretrained
 from vaelib import streams
 from vaelib.checkpoint import config_from_dict, load_checkpoint
 
-SHIPPED = ("notes-mnist-20", "mnist-2d", "mnist-cvae", "burda-vae-k1")
+SHIPPED = (
+    "notes-mnist-20",
+    "mnist-2d",
+    "mnist-cvae",
+    "burda-vae-k1",
+    "burda-iwae-k5",
+)
 RECORDS = vl.pretrained_models()
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,7 @@ a namespace (``vl.gaussian``, ``vl.information``, ``vl.pca``,
 exactly one of these homes.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 from . import autoencoder, elbo, estimators, gaussian, information, linear_gaussian, pca, plot
 from .autoencoder import Autoencoder, AutoencoderConfig
