@@ -247,6 +247,8 @@ def test_compare_runs_names_a_missing_quantity(no_pyplot):
         vl.plot.compare_runs({})
     with pytest.raises(vl.VaelibError, match="'a' has no 'test_nll'"):
         vl.plot.compare_runs({"a": [{"epoch": 1, "lr": 1e-3}]})
+    with pytest.raises(vl.VaelibError, match="'b' is empty"):
+        vl.plot.compare_runs({"a": [{"epoch": 1, "lr": 1e-3, "test_nll": 90.0}], "b": []})
 
 
 def test_tile_places_each_image(no_pyplot):

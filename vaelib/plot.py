@@ -240,10 +240,10 @@ def compare_runs(
 
     Only the epochs whose entry holds ``key`` are drawn (a test quantity is
     recorded every ``eval_every`` epochs).  ``references`` draws a dashed
-    horizontal line per label and value, such as a published result, in
-    the colour of the run in the same place, so that the first reference
-    matches the first run; ``show_lr`` adds a lower panel with each run's learning rate (log scale),
-    so the steps of a schedule line up with the curve above them.
+    horizontal line per label and value, such as a published result, in the
+    colour of the run in the same place, so that the first reference matches
+    the first run.  ``show_lr`` adds a lower panel with each run's learning
+    rate (log scale), so the steps of a schedule line up with the curve above.
     """
     if not histories:
         raise VaelibError("no histories to compare: pass a dict of run name -> history")
@@ -254,7 +254,9 @@ def compare_runs(
         ax, ax_lr = fig.subplots(1, 1), None
     for i, (label, history) in enumerate(histories.items()):
         colour = f"C{i}"
-        points = [(h["epoch"], h[key]) for h in history if key in h]
+        if not history:
+            raise VaelibError(f"the history of {label!r} is empty: train for at least one epoch")
+        points = [(h["epoch"], h[key]) for h in history if key in h]  # test keys: only evaluated epochs
         if not points:
             raise VaelibError(f"the history of {label!r} has no {key!r}; its keys are {sorted(history[0])}")
         ax.plot(*zip(*points), marker="o", ms=2.5, color=colour, label=label)
@@ -266,10 +268,10 @@ def compare_runs(
     ax.legend()
     if title:
         ax.set_title(title)
-    bottom = ax if ax_lr is None else ax_lr
     if ax_lr is not None:
         ax_lr.set_yscale("log")
         ax_lr.set_ylabel("learning rate")
+    bottom = ax if ax_lr is None else ax_lr  # the shared epoch axis is labelled once, at the bottom
     if log_epochs:
         bottom.set_xscale("log")
     bottom.set_xlabel("epoch")
