@@ -5,7 +5,7 @@
     python .ci/release_check.py v0.2.0 --dist dist   # ... and against the built sdist and wheel
 
 The tag, without its leading ``v``, must equal ``vaelib.__version__`` (read
-from ``vaelib/__init__.py`` without importing the package, so no torch is
+from ``vaelib/_version.py`` without importing the package, so no torch is
 needed), ``CHANGELOG.md`` must have an entry for that version as its newest
 release, and with ``--dist`` every distribution in that directory must carry
 the version.  Exit status 0 when all agree, 1 with a message that says what
@@ -24,8 +24,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def package_version(init: Path = REPO / "vaelib" / "__init__.py") -> str:
-    """``__version__`` as assigned in ``vaelib/__init__.py``."""
+def package_version(init: Path = REPO / "vaelib" / "_version.py") -> str:
+    """``__version__`` as assigned in ``vaelib/_version.py``."""
     for node in ast.parse(init.read_text(encoding="utf8")).body:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__version__" for t in node.targets):
             return ast.literal_eval(node.value)
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     if tag_version != version:
         problems.append(
             f"the tag {args.tag!r} says version {tag_version} but vaelib.__version__ is {version!r}: "
-            f"bump __version__ in vaelib/__init__.py (and the chapters' Colab pins, and CHANGELOG.md) "
+            f"bump __version__ in vaelib/_version.py (and the chapters' Colab pins, and CHANGELOG.md) "
             f"and tag that commit, or tag v{version}"
         )
     released = changelog_versions()

@@ -24,16 +24,18 @@ import torch
 
 import vaelib as vl
 from vaelib import streams
-from vaelib.pretrained import BURDA_N_TRAIN, BURDA_PUBLISHED_NLL, burda_config
+from vaelib.burda import BURDA_PUBLISHED_NLL
+from vaelib.pretrained import BURDA_N_TRAIN, burda_config
 
 
 def machine_description(device: torch.device) -> str:
     """A one-line description of where a run happened."""
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda}), torch {torch.__version__}"
+    threads = torch.get_num_threads()
     return (
         f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"{torch.get_num_threads()} threads, torch {torch.__version__}"
+        f"{threads} thread{'s' * (threads != 1)}, torch {torch.__version__}"
     )
 
 
@@ -80,9 +82,7 @@ def run_experiment(
         device=device,
     )
     model = vl.build_model(burda_config(), seed=seed)
-    history = vl.fit(
-        model, x_train, None, config, checkpoint=path, time_limit=time_limit, progress=progress, dataset="mnist"
-    )
+    history = vl.fit(model, x_train, None, config, checkpoint=path, time_limit=time_limit, progress=progress)
     result = {
         "k": k,
         "epochs": epochs,

@@ -58,9 +58,10 @@ def machine_description(device: torch.device) -> str:
     """A one-line description of where a run happened."""
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda}), torch {torch.__version__}"
+    threads = torch.get_num_threads()
     return (
         f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"{torch.get_num_threads()} threads, torch {torch.__version__}"
+        f"{threads} thread{'s' * (threads != 1)}, torch {torch.__version__}"
     )
 
 

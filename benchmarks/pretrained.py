@@ -27,9 +27,11 @@ import torch
 
 import vaelib as vl
 from vaelib import streams
+from vaelib.burda import BURDA_PUBLISHED_NLL
 from vaelib.checkpoint import load_checkpoint
 from vaelib.cli import main as vaelib_main
-from vaelib.pretrained import BURDA_N_TRAIN, BURDA_PUBLISHED_NLL
+from vaelib.cli import run_data
+from vaelib.pretrained import BURDA_N_TRAIN
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = Path("runs/pretrained")  # relative to the repository root, where the commands run
@@ -121,7 +123,8 @@ def machine() -> str:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    threads = torch.get_num_threads()
+    return f"{cpu}, {os.cpu_count()} cores, {threads} thread{'s' * (threads != 1)}, torch {torch.__version__}"
 
 
 def train(name: str, time_limit: float | None) -> int:
@@ -131,11 +134,16 @@ def train(name: str, time_limit: float | None) -> int:
     return vaelib_main(args)
 
 
-def _test_set(state: dict, device) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _dataset(name: str) -> str:
+    """The data set the run trained on, as the CLI recorded it (`vaelib evaluate` reads the same)."""
+    return run_data(RUNS / name / "checkpoint.pt").get("dataset") or "mnist"
+
+
+def _test_set(state: dict, dataset: str, device) -> tuple[torch.Tensor, torch.Tensor | None]:
     """All 10,000 test images, binarized exactly as fit and `vaelib evaluate` do when the run binarizes,
     with their labels when the model is conditioned on them."""
     config = state["train_config"]
-    x, y = vl.load(state.get("dataset") or "mnist", "test", download=False)
+    x, y = vl.load(dataset, "test", download=False)
     x = x.to(device)
     if config["pixels"] != "grey":
         x = vl.binarize(x, streams.generator(config["seed"], "test_pixels", device))
@@ -149,7 +157,7 @@ def export(name: str) -> int:
         print(f"{name}: {state['epoch']} of {config['epochs']} epochs done; train further first", file=sys.stderr)
         return 3
     model = vl.load_model(RUNS / name / "checkpoint.pt", "cpu")
-    x_test, y_test = _test_set(state, "cpu")
+    x_test, y_test = _test_set(state, _dataset(name), "cpu")
     started = time.perf_counter()
     scores = vl.evaluate(model, x_test, y=y_test, seed=config["seed"] + streams.STREAMS["eval"])
     y_check = None if y_test is None else y_test[:CHECK_N]
@@ -171,7 +179,7 @@ def export(name: str) -> int:
         "model_kind": state["model_kind"],
         "model_config": state["model_config"],
         "train_config": config,
-        "dataset": state.get("dataset"),
+        "dataset": _dataset(name),
         "n_train": 60_000
         if "--n-train" not in SPECS[name][2]
         else int(SPECS[name][2][SPECS[name][2].index("--n-train") + 1]),

@@ -224,3 +224,24 @@ def test_evaluate_uses_the_same_test_binarization_as_fit(tmp_path, mnist_root, c
     assert reported["seed"] == 4 and reported["pixels"] == "binarized"
     same = vl.evaluate(model, x_bin, k=2, batch_size=100, seed=4 + streams.STREAMS["nll"])  # the CLI's batches
     assert reported["test_elbo"] == pytest.approx(same["elbo"], abs=1e-4)
+
+
+def test_sample_draws_from_a_shipped_model_by_name(tmp_path, capsys):
+    """`vaelib sample mnist-cvae --label 7` needs no training: the grid is the shipped model's own draws."""
+    import matplotlib.image
+
+    png = tmp_path / "sevens.png"
+    argv = ["sample", "mnist-cvae", "--label", "7", "--n", "16", "--seed", "3", "--out", str(png), "--device", "cpu"]
+    assert main(argv) == 0, capsys.readouterr().err
+    model = vl.load_pretrained("mnist-cvae")
+    draws = vl.sample_prior(model, 16, y=7, generator=torch.Generator().manual_seed(3))
+    expected = tmp_path / "expected.png"
+    vl.plot.image_grid(draws, ncol=8).savefig(expected, dpi=100)
+    assert (matplotlib.image.imread(png) == matplotlib.image.imread(expected)).all()
+    other = tmp_path / "other.png"
+    assert main([*argv[:3], "2", *argv[4:-3], str(other), "--device", "cpu"]) == 0
+    assert not (matplotlib.image.imread(other) == matplotlib.image.imread(png)).all()  # the label matters
+    capsys.readouterr()
+    assert main(["sample", "mnist-3d", "--out", str(tmp_path / "x.png")]) == 1
+    err = capsys.readouterr().err
+    assert "no checkpoint at mnist-3d" in err and "no shipped model named 'mnist-3d'" in err and "mnist-cvae" in err

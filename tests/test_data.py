@@ -248,3 +248,36 @@ def test_binarize_draws_bernoulli_pixels():
     assert a[x > 0.9].mean() > 0.85 and a[x < 0.1].mean() < 0.15
     assert torch.equal(vl.binarize(torch.zeros(3, 4)), torch.zeros(3, 4))
     assert torch.equal(vl.binarize(torch.ones(3, 4)), torch.ones(3, 4))
+
+
+def test_a_download_takes_the_next_mirror_and_checks_md5(tmp_path, monkeypatch, fake_mnist_writer):
+    """A loopback server plays two mirrors: the first sends a corrupt file, the second the right one."""
+    import functools
+    import hashlib
+    import http.server
+    import threading
+
+    import torchvision
+
+    served = tmp_path / "served"
+    arrays = fake_mnist_writer(served / "good", n_train=5, n_test=4, fill=9, gz=True)
+    (served / "bad").mkdir()
+    resources = []
+    for path in sorted((served / "good").iterdir()):
+        resources.append((path.name, hashlib.md5(path.read_bytes()).hexdigest()))
+        (served / "bad" / path.name).write_bytes(path.read_bytes()[:-1] + b"\0")  # one byte off
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        monkeypatch.setattr(torchvision.datasets.MNIST, "mirrors", [f"{base}/bad/", f"{base}/good/"])
+        monkeypatch.setattr(torchvision.datasets.MNIST, "resources", resources)
+        x, y = vl.load("mnist", "train", root=tmp_path / "data", timeout=10.0)
+    finally:
+        server.shutdown()
+    assert x.shape == (5, 784) and torch.equal(y, torch.from_numpy(arrays["train_y"].astype(np.int64)))
+    torch.testing.assert_close(x, torch.from_numpy(arrays["train_x"].reshape(5, -1) / 255.0).float())
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    assert sorted(p.name for p in raw.iterdir()) == sorted(name for name, _ in resources)  # no partial files

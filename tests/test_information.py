@@ -8,10 +8,11 @@ errors, brute-force sums and numerical quadrature, and closed forms.
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
-from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
+from torch.distributions import Categorical, Independent, MixtureSameFamily, MultivariateNormal, Normal
 from torch.distributions import kl_divergence as torch_kl
 
 from vaelib import information
@@ -19,16 +20,20 @@ from vaelib.errors import VaelibError
 from vaelib.gaussian import gaussian_kl, kl_standard_normal
 from vaelib.information import (
     GaussianFit,
+    bits_per_dim,
+    conditional_entropy,
     cross_entropy,
     entropy,
     fit_gaussian,
     gaussian_cross_entropy,
     gaussian_entropy,
     gaussian_kl_monte_carlo,
+    gaussian_mutual_information,
     kl_divergence,
     kl_on_grid,
     mixture_log_prob,
     mixture_moments,
+    mutual_information,
     self_information,
 )
 
@@ -256,6 +261,113 @@ def test_kl_breaks_the_triangle_inequality():
     assert kl_divergence(p, r) > kl_divergence(p, q) + kl_divergence(q, r)
 
 
+# ------------------------------------------------------- joint distributions: H(x | z), I(x; z)
+
+
+def random_joint(shape: tuple, kx: int, kz: int, dtype: torch.dtype, seed: int, zeros: bool = False) -> torch.Tensor:
+    """Random joint distributions p(x, z) of shape (shape..., kx, kz)."""
+    return random_probs(shape, kx * kz, dtype, seed, zeros).reshape(*shape, kx, kz)
+
+
+def categorical_entropy(p: torch.Tensor) -> torch.Tensor:
+    return Categorical(probs=p.double()).entropy()
+
+
+def reference_conditional_entropy(joint: torch.Tensor) -> torch.Tensor:
+    """sum_z p(z) H(p(x | z)), one conditional at a time, with torch's Categorical."""
+    joint = joint.double()
+    p_z = joint.sum(-2)  # (..., Kz)
+    cond = (joint / p_z.unsqueeze(-2).clamp_min(1e-300)).transpose(-1, -2)  # (..., Kz, Kx): p(x | z = j)
+    cond = torch.where(p_z.unsqueeze(-1) > 0, cond, torch.full_like(cond, 1.0 / cond.shape[-1]))  # weight 0 anyway
+    return (p_z * Categorical(probs=cond).entropy()).sum(-1)
+
+
+def marginal_and_joint_entropies(joint: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """H(x), H(z) and H(p(x, z)) with torch's Categorical."""
+    return tuple(categorical_entropy(p) for p in (joint.sum(-1), joint.sum(-2), joint.flatten(-2)))
+
+
+def over_random_joints(test):
+    """Run ``test(shape, dtype, zeros)`` for every batch shape, dtype, and with and without zero cells."""
+    for name, values in (("zeros", [False, True]), ("shape", SHAPES), ("dtype", DTYPES)):
+        test = pytest.mark.parametrize(name, values)(test)
+    return test
+
+
+@over_random_joints
+def test_conditional_entropy_averages_the_entropies_of_the_conditionals(shape, dtype, zeros):
+    joint = random_joint(shape, 4, 3, dtype, seed=40, zeros=zeros)
+    out = conditional_entropy(joint)
+    assert out.shape == shape and out.dtype == dtype
+    torch.testing.assert_close(out.double(), reference_conditional_entropy(joint), **tol(dtype))
+    # the chain rule: H(x | z) = H(p(x, z)) - H(z)
+    h_x, h_z, h_xz = marginal_and_joint_entropies(joint)
+    torch.testing.assert_close(out.double(), h_xz - h_z, **tol(dtype))
+    # H(z | x) by transposing, and both orders of the chain rule give H(p(x, z))
+    torch.testing.assert_close(
+        (h_x + conditional_entropy(joint.transpose(-1, -2))).double(), (h_z + out).double(), **tol(dtype)
+    )
+    # conditioning never increases entropy
+    assert (out >= 0).all() and (out.double() <= h_x + 1e-6).all()
+    torch.testing.assert_close(conditional_entropy(joint, base=2), out / LN2)
+
+
+def test_conditional_entropy_extremes():
+    p_x = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
+    determined = torch.diag(p_x)  # z = x: knowing z leaves nothing to say about x
+    assert conditional_entropy(determined).item() == 0.0
+    p_z = torch.tensor([0.5, 0.25, 0.25], dtype=torch.float64)
+    independent = p_x[:, None] * p_z[None, :]  # knowing z changes nothing
+    assert conditional_entropy(independent).item() == pytest.approx(categorical_entropy(p_x).item(), abs=1e-12)
+
+
+@over_random_joints
+def test_mutual_information_matches_entropy_identities_and_torch_kl(shape, dtype, zeros):
+    joint = random_joint(shape, 3, 5, dtype, seed=41, zeros=zeros)
+    out = mutual_information(joint)
+    assert out.shape == shape and out.dtype == dtype
+    h_x, h_z, h_xz = marginal_and_joint_entropies(joint)
+    torch.testing.assert_close(out.double(), h_x + h_z - h_xz, **tol(dtype))
+    torch.testing.assert_close(out.double(), h_x - reference_conditional_entropy(joint), **tol(dtype))
+    product = (joint.sum(-1, keepdim=True) * joint.sum(-2, keepdim=True)).flatten(-2).double()
+    reference = torch_kl(Categorical(probs=joint.flatten(-2).double()), Categorical(probs=product))
+    torch.testing.assert_close(out.double(), reference, **tol(dtype))
+    # symmetric, non-negative, at most the smaller entropy; bits are nats / ln 2
+    torch.testing.assert_close(mutual_information(joint.transpose(-1, -2)), out, **tol(dtype))
+    assert (out >= 0).all() and (out.double() <= torch.minimum(h_x, h_z) + 1e-6).all()
+    torch.testing.assert_close(mutual_information(joint, base=2), out / LN2)
+
+
+def test_mutual_information_closed_forms():
+    # independent variables share nothing (up to rounding, and never below zero)
+    p_x, p_z = torch.tensor([0.2, 0.3, 0.5]), torch.tensor([0.6, 0.1, 0.1, 0.2])
+    independent = mutual_information(p_x[:, None] * p_z[None, :])
+    assert 0.0 <= independent.item() < 1e-6
+    # z = x, uniform over K values: z tells all of x, log K nats
+    assert mutual_information(torch.eye(8, dtype=torch.float64) / 8).item() == pytest.approx(math.log(8), abs=1e-12)
+    # a fair bit through a binary symmetric channel flipping it with probability e: ln 2 - H_b(e)
+    for e in (0.0, 0.1, 0.25, 0.5):
+        channel = torch.tensor([[1 - e, e], [e, 1 - e]], dtype=torch.float64) / 2
+        binary_entropy = 0.0 if e == 0 else -e * math.log(e) - (1 - e) * math.log(1 - e)
+        assert mutual_information(channel).item() == pytest.approx(math.log(2) - binary_entropy, abs=1e-12)
+
+
+@pytest.mark.parametrize("function", [conditional_entropy, mutual_information])
+@pytest.mark.parametrize(
+    "joint, message",
+    [
+        (torch.tensor([0.5, 0.5]), re.escape("shape (..., Kx, Kz)")),
+        ([[0.5, 0.5]], re.escape("shape (..., Kx, Kz)")),
+        (torch.tensor([[0.5, 0.4], [0.2, 0.1]]), "sum to 1"),
+        (torch.tensor([[0.6, -0.1], [0.3, 0.2]]), "non-negative"),
+        (torch.tensor([[1, 0], [0, 0]]), "floating-point"),
+    ],
+)
+def test_joint_functions_reject_bad_tables(function, joint, message):
+    with pytest.raises(VaelibError, match=message):
+        function(joint)
+
+
 # ------------------------------------------------------------ Gaussian entropy
 
 
@@ -422,6 +534,108 @@ def test_gaussian_kl_monte_carlo_is_reproducible_and_shrinks_like_one_over_sqrt_
     assert est.item() == 0.0 and se.item() == 0.0
     with pytest.raises(ValueError, match="n_samples"):
         gaussian_kl_monte_carlo(zero, zero, zero, zero, 1)
+
+
+# ------------------------------------------------ Gaussian mutual information, bits per dimension
+
+
+def random_covariance(shape: tuple, n: int, dtype: torch.dtype, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(*shape, n, n, generator=g, dtype=torch.float64)
+    return (a @ a.transpose(-1, -2) + 0.5 * torch.eye(n, dtype=torch.float64)).to(dtype)
+
+
+@pytest.mark.parametrize("dim_x", [1, 2, 4])
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gaussian_mutual_information_is_a_sum_of_torch_entropies(shape, dtype, dim_x):
+    cov = random_covariance(shape, 5, dtype, seed=50 + dim_x)
+    out = gaussian_mutual_information(cov, dim_x)
+    assert out.shape == shape and out.dtype == dtype
+
+    def h(c):  # differential entropy of N(0, c) from torch
+        return MultivariateNormal(torch.zeros(c.shape[-1], dtype=torch.float64), c.double()).entropy()
+
+    reference = h(cov[..., :dim_x, :dim_x]) + h(cov[..., dim_x:, dim_x:]) - h(cov)  # h(x) + h(z) - h(x, z)
+    torch.testing.assert_close(out.double(), reference, rtol=1e-4 if dtype == torch.float32 else 1e-10, atol=1e-5)
+    assert (out > 0).all()
+
+
+def test_gaussian_mutual_information_bivariate_closed_form_and_monte_carlo():
+    for rho in (-0.9, -0.3, 0.0, 0.5, 0.99):
+        cov = torch.tensor([[1.0, rho], [rho, 1.0]], dtype=torch.float64)
+        expected = -0.5 * math.log(1 - rho**2)
+        assert gaussian_mutual_information(cov, 1).item() == pytest.approx(expected, abs=1e-12)
+    # a 3-D case against E[log p(x, z) - log p(x) - log p(z)] over torch's samples
+    cov = random_covariance((), 3, torch.float64, seed=60)
+    joint = MultivariateNormal(torch.zeros(3, dtype=torch.float64), cov)
+    eps = torch.randn(200_000, 3, generator=torch.Generator().manual_seed(61), dtype=torch.float64)
+    v = eps @ torch.linalg.cholesky(cov).T  # (S, 3) draws from N(0, cov): x = v[:, :1], z = v[:, 1:]
+    p_x = MultivariateNormal(torch.zeros(1, dtype=torch.float64), cov[:1, :1])
+    p_z = MultivariateNormal(torch.zeros(2, dtype=torch.float64), cov[1:, 1:])
+    terms = joint.log_prob(v) - p_x.log_prob(v[:, :1]) - p_z.log_prob(v[:, 1:])
+    estimate, se = terms.mean().item(), terms.std().item() / math.sqrt(len(terms))
+    assert abs(gaussian_mutual_information(cov, 1).item() - estimate) < 4 * se
+
+
+def test_gaussian_mutual_information_ignores_units_and_is_zero_for_independent_blocks():
+    cov = random_covariance((), 4, torch.float64, seed=62)
+    scale = torch.diag(torch.tensor([1000.0, 0.01, -3.0, 7.0], dtype=torch.float64))  # new units for x and z
+    torch.testing.assert_close(gaussian_mutual_information(scale @ cov @ scale, 2), gaussian_mutual_information(cov, 2))
+    blocks = torch.block_diag(cov[:2, :2], cov[2:, 2:])  # x and z uncorrelated, so independent
+    assert 0.0 <= gaussian_mutual_information(blocks, 2).item() < 1e-12
+
+
+@pytest.mark.parametrize(
+    "cov, dim_x, message",
+    [
+        (torch.eye(3)[:2], 1, "square"),
+        (torch.ones(1, 1), 1, "square"),
+        (torch.eye(3), 0, "dim_x"),
+        (torch.eye(3), 3, "dim_x"),
+        (torch.eye(3), 1.5, "dim_x"),
+        (torch.eye(3), True, "dim_x"),
+        (torch.tensor([[1.0, 2.0], [2.0, 1.0]]), 1, "positive definite"),
+        (torch.tensor([[1.0, 0.5], [0.0, 1.0]]), 1, "symmetric"),
+        (torch.eye(2, dtype=torch.long), 1, "floating-point"),
+    ],
+)
+def test_gaussian_mutual_information_rejects_bad_input(cov, dim_x, message):
+    with pytest.raises(VaelibError, match=message):
+        gaussian_mutual_information(cov, dim_x)
+
+
+def test_bits_per_dim_of_uniform_and_of_independent_pixel_models():
+    P = 784
+    # every one of 256 levels equally likely: 8 bits per pixel; fair binary pixels: 1 bit
+    assert bits_per_dim(P * math.log(256), P).item() == pytest.approx(8.0, abs=1e-12)
+    assert bits_per_dim(torch.tensor(P * LN2, dtype=torch.float64), P).item() == pytest.approx(1.0, abs=1e-12)
+    # independent pixels with distribution p: the expected NLL is P H(p) nats, i.e. H(p) bits per pixel
+    p = random_probs((6,), 256, torch.float64, seed=70)  # (6, 256)
+    out = bits_per_dim(P * entropy(p), P)
+    assert out.shape == (6,) and out.dtype == torch.float64
+    torch.testing.assert_close(out, entropy(p, base=2))
+    # the NLL of actual images, summed from torch's log-probabilities
+    images = Categorical(probs=p[0]).sample((3, P))  # (3, P) levels
+    nll = -Categorical(probs=p[0]).log_prob(images).sum(-1)  # (3,) nats
+    torch.testing.assert_close(bits_per_dim(nll, P), -(p[0].log2()[images]).mean(-1))
+    assert bits_per_dim(torch.tensor([1.0], dtype=torch.float32), 1).dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    "nll, num_dims, message",
+    [
+        (1.0, 0, "num_dims"),
+        (1.0, 2.5, "num_dims"),
+        (1.0, True, "num_dims"),
+        (float("nan"), 784, "nll"),
+        ("87", 784, "nll"),
+        (torch.tensor([87]), 784, "floating-point"),
+    ],
+)
+def test_bits_per_dim_rejects_bad_input(nll, num_dims, message):
+    with pytest.raises(VaelibError, match=message):
+        bits_per_dim(nll, num_dims)
 
 
 # --------------------------------------------------------------- mixtures, grids

@@ -62,7 +62,8 @@ def test_changelog_follows_keep_a_changelog():
 def test_version_has_a_single_source():
     assert PYPROJECT["project"]["dynamic"] == ["version"]
     assert "version" not in PYPROJECT["project"]
-    assert PYPROJECT["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "vaelib.__version__"}
+    assert PYPROJECT["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "vaelib._version.__version__"}
+    assert vaelib.__version__ is vaelib._version.__version__  # the package re-exports the one literal
     Version(vaelib.__version__)  # a valid version
 
 

@@ -753,3 +753,101 @@ def test_one_epoch_on_mnist_reaches_minus_130_nats(mnist):
     test_elbo = history[0]["test_elbo"]
     assert test_elbo > -130.0, f"test ELBO after one epoch: {test_elbo:.2f} nats"
     assert history[0]["test_kl"] > 10.0  # the latent code is used, not collapsed
+
+
+# ---------------------------------------------------------------- behaviour that one-line changes would break
+
+
+def test_the_loss_is_the_batch_mean_not_its_sum(grey_data):
+    """One step of plain SGD on one batch moves the weights by lr times the gradient of the *mean* loss."""
+    x = grey_data[0][:8]
+    config = vl.AutoencoderConfig(image_shape=(1, 4, 4), latent_dim=2, hidden_dims=(8,))  # no noise in its loss
+    model, reference = vl.Autoencoder(config), vl.Autoencoder(config)
+    reference.load_state_dict(model.state_dict())
+    lr = 0.1
+    vl.train_epoch(model, x, torch.optim.SGD(model.parameters(), lr=lr), batch_size=8)
+    loss = (reference(x) - x).pow(2).sum(-1).mean()  # minus the objective, averaged over the batch
+    grads = torch.autograd.grad(loss, list(reference.parameters()))
+    for (name, after), before, grad in zip(model.named_parameters(), reference.parameters(), grads):
+        torch.testing.assert_close(after, before - lr * grad, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_evaluate_leaves_the_model_in_the_mode_it_found(tiny_vae, binary_data):
+    for training in (False, True):
+        tiny_vae.train(training)
+        vl.evaluate(tiny_vae, binary_data[1], k=2)
+        assert tiny_vae.training is training
+        assert all(m.training is training for m in tiny_vae.modules())
+
+
+def test_the_last_epoch_is_evaluated_when_eval_every_does_not_divide_the_epochs(tiny_config, binary_data):
+    config = vl.TrainConfig(epochs=5, batch_size=128, eval_every=2, device="cpu")
+    history = vl.fit(vl.VAE(tiny_config), binary_data[0], binary_data[1], config, progress=False)
+    assert ["test_elbo" in h for h in history] == [False, True, False, True, True]
+
+
+def test_amp_runs_the_forward_pass_in_bfloat16_when_the_device_takes_it(tiny_vae, binary_data, monkeypatch):
+    """``amp`` enters bfloat16 autocast where it pays, on CUDA; the device check is replaced so it runs on the CPU."""
+    assert vaelib.train._bf16(True, torch.device("cuda")) is True
+    assert vaelib.train._bf16(True, torch.device("cpu")) is False
+    assert vaelib.train._bf16(False, torch.device("cuda")) is False
+    dtypes = []
+    tiny_vae.decoder[0].register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
+    optimizer = torch.optim.Adam(tiny_vae.parameters())
+    vl.train_epoch(tiny_vae, binary_data[0], optimizer, batch_size=256, amp=True)
+    assert dtypes == [torch.float32] * 2  # on the CPU, amp changes nothing
+    monkeypatch.setattr(vaelib.train, "_bf16", lambda amp, device: amp)  # as if this CPU were a GPU
+    dtypes.clear()
+    history = vl.train_epoch(tiny_vae, binary_data[0], optimizer, batch_size=256, amp=True)
+    assert dtypes == [torch.bfloat16] * 2 and math.isfinite(history["elbo"])
+    dtypes.clear()
+    vl.train_epoch(tiny_vae, binary_data[0], optimizer, batch_size=256, amp=False)
+    assert dtypes == [torch.float32] * 2
+
+
+@pytest.mark.cuda
+def test_amp_on_cuda_runs_in_bfloat16(tiny_config, binary_data):
+    model = vl.VAE(tiny_config).cuda()
+    dtypes = []
+    model.decoder[0].register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
+    vl.train_epoch(model, binary_data[0].cuda(), torch.optim.Adam(model.parameters()), batch_size=256, amp=True)
+    assert dtypes == [torch.bfloat16] * 2
+
+
+def test_the_bound_refuses_a_kl_weight_instead_of_ignoring_it(tiny_vae, binary_data):
+    x = binary_data[1][:8]
+    for beta in (0.5, 2.0, 0.0):
+        with pytest.raises(vl.VaelibError, match="has no KL weight; use beta=1 with k > 1"):
+            vl.objective(tiny_vae, x, k=5, beta=beta)
+    assert vl.objective(tiny_vae, x, k=5, beta=1.0).objective.shape == (8,)
+
+
+def test_fit_leaves_the_model_in_eval_mode_when_it_returns_or_raises(tiny_config, binary_data, fast_train):
+    model = vl.VAE(tiny_config)
+    vl.fit(model, binary_data[0], config=fast_train, progress=False)
+    assert not model.training
+    broken = vl.VAE(tiny_config)
+    with torch.no_grad():
+        broken.to_mu.weight[0, 0] = float("nan")
+    with pytest.raises(vl.VaelibError, match="non-finite"):
+        vl.fit(broken, binary_data[0], config=fast_train, progress=False)
+    assert not broken.training
+
+
+def test_a_loss_that_diverges_after_a_checkpoint_puts_back_the_checkpoints_weights(tiny_config, binary_data, tmp_path):
+    """With a checkpoint, the last finite weights come from the file, not from a copy made every epoch."""
+    model = vl.VAE(tiny_config)
+    steps = {"n": 0}
+
+    def poison(module, args, output):
+        steps["n"] += 1
+        return output * float("nan") if steps["n"] > 16 else output  # from the first step of epoch 3
+
+    path = tmp_path / "run.pt"
+    hook = model.to_mu.register_forward_hook(poison)
+    with pytest.raises(vl.VaelibError, match="non-finite in epoch 3.*after epoch 2"):
+        vl.fit(model, binary_data[0], config=vl.TrainConfig(epochs=4, batch_size=64, device="cpu"), checkpoint=path)
+    hook.remove()
+    saved = vaelib.checkpoint.load_checkpoint(path)
+    assert saved["epoch"] == 2
+    _assert_same_weights(model, vl.load_model(path))

@@ -5,9 +5,11 @@ fenced set-up block, so the test fails if either drifts) and every other step
 of ``.ci/run``; ``pages.yml`` deploys the book from main; ``release.yml``
 refuses a tag that is not ``vaelib.__version__`` and publishes by trusted
 publishing; ``linkcheck.yml`` checks the links weekly without executing the
-chapters.  Triggers, permissions, concurrency and the pinned actions are
-checked, and actionlint must pass on all four.  ``.ci/book``'s handling of the
-execution cache is run in a sandbox with a stand-in ``jupyter-book``.
+chapters; ``colab.yml`` runs the Colab path weekly inside Colab's own runtime
+image.  Triggers, permissions (none at the top, each job its own), cache keys,
+concurrency and the pinned actions are checked, and actionlint must pass on
+all five.  ``.ci/book``'s handling of the execution cache is run in a sandbox
+with a stand-in ``jupyter-book``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPO / ".github" / "workflows"
-NAMES = ("ci", "pages", "release", "linkcheck")
+NAMES = ("ci", "pages", "release", "linkcheck", "colab")
+# The only permissions a job may be granted beyond reading the repository: (workflow, job) -> scopes written.
+WRITES = {("pages", "deploy"): {"pages", "id-token"}, ("release", "publish"): {"id-token"}}
 # The actions the workflows may use, each pinned to its major version.
 PINNED = {
     "actions/checkout@v4",
@@ -74,7 +78,7 @@ def ci() -> dict:
     return load("ci")
 
 
-def test_all_four_workflows_exist_and_parse():
+def test_all_five_workflows_exist_and_parse():
     for name in NAMES:
         workflow = load(name)
         assert workflow["name"] and workflow["on"] and workflow["jobs"], name
@@ -88,10 +92,11 @@ def test_actions_are_the_pinned_ones(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_python_is_311_with_pip_cache(name):
+def test_python_is_311_with_pip_cache_keyed_on_the_requirements(name):
     for step in uses(load(name), "actions/setup-python"):
         assert str(step["with"]["python-version"]) == "3.11"
         assert step["with"]["cache"] == "pip"
+        assert step["with"]["cache-dependency-path"].split() == ["pyproject.toml", ".ci/constraints.txt"]
 
 
 def test_readme_still_has_its_two_setup_commands():
@@ -100,7 +105,7 @@ def test_readme_still_has_its_two_setup_commands():
 
 def test_ci_runs_on_push_and_pull_request(ci):
     assert set(ci["on"]) == {"push", "pull_request"}
-    assert ci["permissions"] == {"contents": "read"}
+    assert ci["jobs"]["test-and-build"]["permissions"] == {"contents": "read"}
 
 
 def test_ci_installs_and_tests_exactly_as_readme_says(ci):
@@ -113,7 +118,8 @@ def test_ci_installs_and_tests_exactly_as_readme_says(ci):
         )
     # the README commands and .ci/setup (which both of them run first) are the only set-up
     ci_scripts = {c for c in commands if c.startswith("bash .ci/")}
-    assert ci_scripts <= {"bash .ci/setup", *readme_setup_commands(), "bash .ci/package_check", "bash .ci/colab_check"}
+    allowed = {"bash .ci/setup", *readme_setup_commands(), "bash .ci/check_book", "bash .ci/package_check"}
+    assert ci_scripts <= allowed | {"bash .ci/colab_check"}
 
 
 def test_ci_runs_every_step_of_ci_run(ci):
@@ -127,18 +133,42 @@ def test_ci_runs_every_step_of_ci_run(ci):
     assert len(local) >= 6
     joined = "\n".join(runs(ci))
     for command in local:
-        program = " ".join(command.split()[:2])  # e.g. "bash .ci/test", "python .ci/check_book.py"
+        program = " ".join(command.split()[:2])  # e.g. "bash .ci/test", "bash .ci/check_book"
         program = program.replace("python ", "").replace("actionlint .github/workflows/*.yml", "actionlint")
         assert program in joined, f"ci.yml does not run `{command}` from .ci/run"
 
 
-def test_ci_caches_pip_and_the_execution_cache_keyed_on_the_notebooks(ci):
-    caches = [step for step in uses(ci, "actions/cache") if step["with"]["path"] == ".jupyter_cache"]
+def hashed_patterns(key: str) -> list[str]:
+    """The patterns of the ``hashFiles(...)`` in a cache key."""
+    call = re.search(r"hashFiles\((.*?)\)", key)
+    assert call, f"the key {key!r} hashes no files"
+    return re.findall(r"'([^']+)'", call.group(1))
+
+
+def matched(path: str, patterns: list[str]) -> bool:
+    """Whether hashFiles would hash ``path``: ``**`` spans folders, ``*`` stays within one."""
+    for pattern in patterns:
+        parts = re.split(r"(\*\*|\*)", pattern)
+        regex = "".join({"**": ".*", "*": "[^/]*"}.get(part, re.escape(part)) for part in parts)
+        if re.fullmatch(regex, path):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("name", ["ci", "pages"])
+def test_the_execution_cache_is_keyed_on_everything_a_chapter_depends_on(name):
+    """The chapters and what they read, all of vaelib (code and weights), the config, the requirements."""
+    caches = [step for step in uses(load(name), "actions/cache") if step["with"]["path"] == ".jupyter_cache"]
     assert len(caches) == 1
-    key = caches[0]["with"]["key"]
-    assert "hashFiles(" in key and "book/*.ipynb" in key
     assert "restore-keys" not in caches[0]["with"], "an older cache would give stale outputs"
-    book = next(step for step in steps(ci) if step.get("run", "").strip() == "bash .ci/book")
+    patterns = hashed_patterns(caches[0]["with"]["key"])
+    inputs = [p for folder in ("book", "vaelib", "benchmarks/results") for p in (REPO / folder).rglob("*")]
+    inputs = [p for p in inputs if p.is_file() and "__pycache__" not in p.parts and ".ipynb_checkpoints" not in p.parts]
+    inputs += [REPO / "_config.yml", REPO / "pyproject.toml", REPO / ".ci" / "constraints.txt"]
+    assert any(p.suffix == ".pt" for p in inputs) and any(p.suffix == ".ipynb" for p in inputs)
+    missed = [str(p.relative_to(REPO)) for p in inputs if not matched(str(p.relative_to(REPO)), patterns)]
+    assert not missed, f"{name}.yml's execution cache key ignores {missed[:5]}"
+    book = next(step for step in steps(load(name)) if step.get("run", "").strip() == "bash .ci/book")
     assert caches[0]["id"] in book["env"]["VAELIB_KEEP_JUPYTER_CACHE"], "the cache is kept only on an exact hit"
 
 
@@ -161,9 +191,10 @@ def test_ci_gets_mnist_through_vaelib_and_keeps_it(ci):
 def test_pages_deploys_the_book_from_main():
     pages = load("pages")
     assert pages["on"]["push"] == {"branches": ["main"]}
-    assert pages["permissions"] == {"pages": "write", "id-token": "write", "contents": "read"}
     assert pages["concurrency"]["group"] == "pages"
     build, deploy = pages["jobs"]["build"], pages["jobs"]["deploy"]
+    assert build["permissions"] == {"contents": "read", "pages": "read"}
+    assert deploy["permissions"] == {"pages": "write", "id-token": "write"}
     assert "bash .ci/book" in runs({"jobs": {"build": build}})
     (artifact,) = uses({"jobs": {"build": build}}, "actions/upload-pages-artifact")
     assert artifact["with"]["path"] == "_build/html"
@@ -184,6 +215,7 @@ def test_release_checks_the_tag_then_publishes_by_trusted_publishing():
     assert "twine check --strict dist/*" in commands
     assert publish["needs"] == "build"
     assert publish["environment"]["name"] == "pypi"
+    assert build["permissions"] == {"contents": "read"}
     assert publish["permissions"] == {"id-token": "write"}
     (step,) = uses({"jobs": {"publish": publish}}, "pypa/gh-action-pypi-publish")
     assert step["uses"] == "pypa/gh-action-pypi-publish@release/v1"
@@ -227,13 +259,51 @@ def test_linkcheck_runs_weekly_without_executing_the_chapters():
     assert '["execute_notebooks"] = "off"' in script
 
 
-def test_workflows_never_grant_more_than_they_need():
-    for name in NAMES:
-        workflow = load(name)
-        assert "permissions" in workflow, f"{name}.yml: set the token's permissions explicitly"
-        assert "write-all" not in str(workflow)
-        for job in workflow["jobs"].values():
-            assert job.get("timeout-minutes") or job.get("environment", {}).get("name") == "github-pages"
+@pytest.mark.parametrize("name", NAMES)
+def test_workflows_grant_nothing_at_the_top_and_each_job_what_it_needs(name):
+    workflow = load(name)
+    assert workflow["permissions"] == {}, f"{name}.yml: `permissions: {{}}` at the top, then per job"
+    for job_name, job in workflow["jobs"].items():
+        granted = job.get("permissions")
+        assert isinstance(granted, dict) and granted, f"{name}.yml: job {job_name} must name its permissions"
+        written = {scope for scope, level in granted.items() if level == "write"}
+        assert written == WRITES.get((name, job_name), set()), f"{name}.yml: job {job_name} writes {written}"
+        assert set(granted.values()) <= {"read", "write"}
+        assert job.get("timeout-minutes") or job.get("environment", {}).get("name") == "github-pages"
+
+
+def test_colab_runs_weekly_in_colabs_runtime_image_and_uploads_the_log():
+    colab = load("colab")
+    assert set(colab["on"]) == {"schedule", "workflow_dispatch"}
+    (cron,) = colab["on"]["schedule"]
+    assert len(cron["cron"].split()) == 5 and cron["cron"].split()[2:4] == ["*", "*"]  # once a week
+    (job,) = colab["jobs"].values()
+    assert job["container"]["image"].split(":")[0] == "us-docker.pkg.dev/colab-images/public/runtime"
+    (check,) = [step for step in job["steps"] if "bash .ci/colab_check" in step.get("run", "")]
+    assert "--python python3" in check["run"], "the runtime's own Python, not a simulated venv"
+    assert "pipefail" in check["shell"] and "tee colab-log/" in check["run"], "the log keeps the exit status"
+    (upload,) = uses(colab, "actions/upload-artifact")
+    assert upload["if"] == "always()" and upload["with"]["path"] == "colab-log/"
+
+
+def test_colab_check_has_pip_prove_it_leaves_the_preinstalled_stack_alone():
+    script = (REPO / ".ci" / "colab_check").read_text(encoding="utf8")
+    assert "pip install --quiet --dry-run --report" in script and "PIP_REPORT=" in script
+    assert "pip freeze" not in script, "pip's own report, not a comparison of freezes"
+
+
+def test_torch_and_torchvision_are_pinned_in_one_constraints_file():
+    pins = (REPO / ".ci" / "constraints.txt").read_text(encoding="utf8")
+    assert re.search(r"^torch==\S+$", pins, re.M) and re.search(r"^torchvision==\S+$", pins, re.M)
+    users = [*(REPO / ".ci").iterdir(), *WORKFLOWS.glob("*.yml"), REPO / "environment.yml"]
+    for path in users:
+        if path.is_file() and path.name != "constraints.txt":
+            text = path.read_text(encoding="utf8")
+            assert not re.search(r"torch(vision)?==\d", text), f"{path.name} pins torch itself: use .ci/constraints.txt"
+    for user in (".ci/setup", ".ci/package_check", "environment.yml"):
+        text = (REPO / user).read_text(encoding="utf8")
+        assert re.search(r"-c \S*constraints\.txt", text), f"{user} installs torch without .ci/constraints.txt"
+    assert ".ci/constraints.txt" in (REPO / ".ci" / "colab_check").read_text(encoding="utf8")
 
 
 def _actionlint() -> str | None:

@@ -1,9 +1,24 @@
-"""Input checks shared by the public functions (private: the errors they raise are the API)."""
+"""Input checks shared by the public functions (private: the errors they raise are the API).
+
+One rule for each kind of argument: counts (:func:`count`, which takes numpy
+and torch integers), numbers (:func:`number`), a model's inputs
+(:func:`inputs`: flattened, sized, finite, in [0, 1] where the likelihood or a
+binarization needs it, on the model's device), labels (:func:`labels`) and
+random generators (:func:`generator`).  The checks that read values
+synchronise with the device, so an entry point (``objective``, ``evaluate``,
+``train_epoch``, ``fit``, ...) makes them once per call, and the code that
+runs at every step (a model's ``encode`` and ``decode``,
+``objective(check=False)``) checks shapes only.  :func:`allocation` refuses a
+request that cannot fit in the device's memory before torch tries to allocate
+it.
+"""
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
+import os
 
 import torch
 from torch import Tensor
@@ -38,11 +53,42 @@ def choice(name: str, value, choices) -> None:
         raise VaelibError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
 
 
+def finite(name: str, value: Tensor) -> Tensor:
+    """``value`` itself, a floating-point tensor without NaN or infinity (one pass, one synchronisation)."""
+    if not isinstance(value, Tensor) or not value.is_floating_point():
+        got = getattr(value, "dtype", type(value).__name__)
+        raise VaelibError(f"{name} must be a floating-point torch.Tensor, got {got}")
+    if value.device.type == "meta":
+        raise VaelibError(f"{name} is on the meta device: it has a shape but no values; pass real data")
+    if not bool(torch.isfinite(value).all()):
+        raise VaelibError(f"{name} contains NaN or infinite values; clean the data first")
+    return value
+
+
+def reference(model) -> Tensor | None:
+    """A parameter or buffer of ``model``, for its device and dtype (None for a model that has neither)."""
+    if isinstance(model, torch.nn.Module):
+        return next(itertools.chain(model.parameters(), model.buffers()), None)
+    return None
+
+
+def weights(model) -> Tensor | None:
+    """:func:`reference`, refusing a model whose weights are on the meta device (shapes without values)."""
+    ref = reference(model)
+    if ref is not None and ref.device.type == "meta":
+        raise VaelibError(
+            "the model's weights are on the meta device (shapes without values); "
+            "load real weights, e.g. vl.load_model or model.to_empty(device='cpu') and load_state_dict"
+        )
+    return ref
+
+
 def images(
     x,
     input_dim: int | None = None,
     *,
     bernoulli: bool = False,
+    binarizing: bool = False,
     values: bool = True,
     dtype: torch.dtype | None = None,
 ) -> Tensor:
@@ -50,9 +96,10 @@ def images(
 
     Accepts (B, P), (B, H, W) or (B, C, H, W) floating-point tensors of any
     precision and casts them to ``dtype`` (the model's) when given, so
-    ``torch.from_numpy(a / 255.)`` (float64) works.  With ``values`` (which
-    synchronises with the device) also checks that every value is finite and,
-    for a Bernoulli likelihood, that pixels lie in [0, 1].
+    ``torch.from_numpy(a / 255.)`` (float64) works.  With ``values`` (one pass
+    over the data, which synchronises with the device) also checks that every
+    value is finite and, for a Bernoulli likelihood or pixels that are to be
+    binarized, that they lie in [0, 1].
     """
     if not isinstance(x, Tensor):
         raise VaelibError(f"x must be a torch.Tensor, got {type(x).__name__}; use torch.as_tensor(x)")
@@ -72,20 +119,47 @@ def images(
     if dtype is not None and x.dtype != dtype:
         x = x.to(dtype)
     if values:
+        if x.device.type == "meta":
+            raise VaelibError("x is on the meta device: it has a shape but no values; pass real data")
         # One pass over the data: min and max propagate NaN, and an infinity shows up as one of them.
         lo, hi = (v.item() for v in torch.aminmax(x))
         if not (math.isfinite(lo) and math.isfinite(hi)):
             raise VaelibError("x contains NaN or infinite values; clean the data before training or evaluating")
-        if bernoulli and (lo < 0 or hi > 1):
+        if (bernoulli or binarizing) and (lo < 0 or hi > 1):
+            needs = "binarization needs grey levels" if binarizing else "a Bernoulli likelihood needs pixels"
+            advice = "" if binarizing else " or use likelihood='gaussian'"
             raise VaelibError(
-                f"a Bernoulli likelihood needs pixels in [0, 1], got values in [{lo:.3g}, {hi:.3g}]; "
-                "scale the images (x / 255) or use likelihood='gaussian'"
+                f"{needs} in [0, 1], got values in [{lo:.3g}, {hi:.3g}]; scale the images (x / 255){advice}"
             )
     return x
 
 
-def labels(y, n: int, num_classes: int) -> Tensor:
-    """Class labels for a conditional model: an integer tensor (n,) with values in [0, num_classes)."""
+def inputs(model, x, *, values: bool = True, binarizing: bool = False, same_device: bool = False) -> Tensor:
+    """``x`` checked for ``model`` by :func:`images` and cast to the model's dtype.
+
+    The pixels must lie in [0, 1] when the model's likelihood is Bernoulli
+    (or when they are to be binarized).  A model on the meta device (weights
+    without values) is refused; with ``same_device`` so is an ``x`` on
+    another device than the model's (entry points that move ``x`` batch by
+    batch leave it False).  ``x`` stays on its own device.
+    """
+    ref = weights(model)
+    bernoulli = getattr(model, "likelihood", None) == "bernoulli"
+    dtype = None if ref is None else ref.dtype
+    x = images(x, model.input_dim, bernoulli=bernoulli, binarizing=binarizing, values=values, dtype=dtype)
+    if same_device and ref is not None and x.device != ref.device:
+        raise VaelibError(
+            f"x is on {x.device} but the model is on {ref.device}; move the data with x.to({str(ref.device)!r})"
+        )
+    return x
+
+
+def labels(y, n: int, num_classes: int, *, values: bool = True) -> Tensor | None:
+    """Class labels for a conditional model: an integer tensor (n,) with values in [0, num_classes).
+
+    ``values=False`` checks everything but the range, which needs a pass over
+    the labels (a host synchronisation on a GPU).
+    """
     if num_classes == 0:
         if y is not None:
             raise VaelibError("labels were given, but the model is unconditional (num_classes=0)")
@@ -100,6 +174,44 @@ def labels(y, n: int, num_classes: int) -> Tensor:
         )
     if y.shape[0] != n:
         raise VaelibError(f"y holds {y.shape[0]} labels for {n} inputs; pass one label per input")
-    if n and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+    if values and n and (int(y.min()) < 0 or int(y.max()) >= num_classes):
         raise VaelibError(f"labels must lie in [0, {num_classes}), got values in [{int(y.min())}, {int(y.max())}]")
     return y.long()
+
+
+def model_labels(model, y, n: int, *, values: bool = True) -> Tensor | None:
+    """:func:`labels` for ``model``: its ``config.num_classes`` classes (none for a model without a config)."""
+    num_classes = getattr(getattr(model, "config", None), "num_classes", 0)
+    return labels(y, n, num_classes, values=values)
+
+
+def generator(gen: torch.Generator | None, device: torch.device) -> None:
+    """Refuse a random generator on another kind of device than the draws it is to make."""
+    if gen is not None and gen.device.type != torch.device(device).type:
+        raise VaelibError(
+            f"the generator is on {gen.device} but the draws are made on {device}; "
+            f"create it there: torch.Generator(device={str(device)!r})"
+        )
+
+
+def memory(device: torch.device) -> int | None:
+    """Bytes of memory behind ``device``: the GPU's, or the machine's RAM for the CPU (None when unknown)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    if device.type in ("cpu", "mps"):  # Apple's GPU shares the machine's memory
+        try:
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (AttributeError, ValueError, OSError):  # no sysconf (Windows): no estimate, no refusal
+            return None
+    return None
+
+
+def allocation(nbytes: float, device: torch.device, what: str, advice: str) -> None:
+    """Refuse, before torch allocates it, a request of about ``nbytes`` bytes that ``device`` cannot hold."""
+    available = memory(device)
+    if available is not None and nbytes > available:
+        raise VaelibError(
+            f"{what} would need at least {nbytes / 2**30:,.1f} GiB on {device}, which has "
+            f"{available / 2**30:,.1f} GiB; {advice}"
+        )

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from . import _checks
 from .elbo import ELBOTerms
 from .errors import VaelibError
-from .models import ACTIVATIONS, mlp, normalise_config
+from .layers import ACTIVATIONS, mlp, normalise_config
 from .pca import random_orthonormal
 
 __all__ = ["init_linear_autoencoder_", "transform_code", "aggregate_moments", "box_samples"]

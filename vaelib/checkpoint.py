@@ -2,12 +2,13 @@
 
 A checkpoint is a ``torch.save``'d dict holding the model kind and config, the
 weights, and, when it was written during training, the optimizer state, the
-epoch, the training config and history, the random-number state and the data
-set's name, with the vaelib version.  It is written to a temporary file in
-the same directory and then renamed over the target, so an interrupted save
-never destroys the previous checkpoint (and a temporary file left by a killed
-process is removed by the next save).  Loading uses ``weights_only=True``: a
-checkpoint cannot run code.
+epoch, the training config and history, and the random-number state with the
+kind of device it came from, with the vaelib version.  It is written to a
+temporary file in the same directory and then renamed over the target, so an
+interrupted save never destroys the previous checkpoint (and a temporary file
+left by a killed process is removed by the next save); :func:`writable_path`
+checks before training that the file can be written at all.  Loading uses
+``weights_only=True``: a checkpoint cannot run code.
 """
 
 from __future__ import annotations
@@ -22,36 +23,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .autoencoder import Autoencoder, AutoencoderConfig
+from ._version import __version__
 from .devices import resolve_device
 from .errors import CheckpointError, VaelibError
-from .models import VAE, VAEConfig
-from .streams import STREAMS
+from .models import MODELS, build_model
 
-__all__ = ["save_checkpoint", "load_checkpoint", "load_model", "build_model"]
+__all__ = ["save_checkpoint", "load_checkpoint", "load_model", "writable_path"]
 
 FORMAT = "vaelib-checkpoint"
 FORMAT_VERSION = 1
-MODELS = {"VAE": (VAEConfig, VAE), "Autoencoder": (AutoencoderConfig, Autoencoder)}  # kind: (config, model)
 REQUIRED = ("model_kind", "model_config", "model_state")  # what every checkpoint holds besides its marker
-
-
-def build_model(config, *, seed: int | None = None) -> nn.Module:
-    """The model a config describes: a ``VAE`` for a :class:`VAEConfig`, an ``Autoencoder`` for an
-    ``AutoencoderConfig``.
-
-    With ``seed`` the initial weights are drawn from the "init" random stream
-    of that seed (``vaelib.streams.STREAMS``) without touching torch's
-    global generator; without it they come from the global generator.
-    """
-    for config_cls, model_cls in MODELS.values():
-        if isinstance(config, config_cls):
-            if seed is None:
-                return model_cls(config)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(seed) + STREAMS["init"])
-                return model_cls(config)
-    raise VaelibError(f"build_model needs a VAEConfig or AutoencoderConfig, got {type(config).__name__}")
 
 
 def model_kind(model: nn.Module) -> str:
@@ -75,6 +56,33 @@ def config_from_dict(kind: str, values: dict):
     return cls(**values)
 
 
+def _not_a_directory(path: Path) -> None:
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory; name a checkpoint file inside it, e.g. {path / 'checkpoint.pt'}")
+
+
+def writable_path(path: str | os.PathLike) -> Path:
+    """``path`` as a ``Path`` once it is known that a checkpoint can be written there.
+
+    Checks before any training, not after an epoch: that ``path`` is not a
+    directory and that its directory can be created and written to.  Also
+    removes the temporary files that an interrupted save (a killed process)
+    left beside it.  Raises :class:`vaelib.CheckpointError` saying why not.
+    """
+    path = Path(path)
+    _not_a_directory(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as err:
+        raise CheckpointError(
+            f"cannot write the checkpoint {path}: {err.strerror or err}; choose a directory you can write to"
+        ) from err
+    remove_stale_temporaries(path)
+    return path
+
+
 def remove_stale_temporaries(path: str | os.PathLike) -> None:
     """Delete temporary files that an interrupted save of ``path`` (a killed process) left beside it."""
     path = Path(path)
@@ -86,14 +94,11 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, **extra) -> Path:
     """Atomically write ``model`` (its kind, config and weights) and ``extra`` entries to ``path``.
 
     ``extra`` holds what resuming needs (``optimizer``, ``epoch``,
-    ``train_config``, ``history``, ``rng_state``, ``dataset``); values must be
-    tensors, numbers, strings, or lists and dicts of them.
+    ``train_config``, ``history``, ``rng_state``, ``rng_device``); values
+    must be tensors, numbers, strings, or lists and dicts of them.
     """
-    from . import __version__
-
     path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"{path} is a directory; name a checkpoint file inside it, e.g. {path / 'checkpoint.pt'}")
+    _not_a_directory(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         "format": FORMAT,
@@ -140,7 +145,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         raise CheckpointError(
             f"{path} holds a pickled Python object ({global_name.group(1)}), not a vaelib checkpoint (was a whole "
             f"model saved with torch.save(model)?); vaelib loads only tensors and plain data, which cannot run code. "
-            f"Save the model with vaelib.checkpoint.save_checkpoint, or its state_dict()"
+            f"Save the model with vaelib.checkpoint.save_checkpoint (what vl.fit(..., checkpoint=...) uses), "
+            "or its state_dict()"
         ) from err
     except Exception as err:  # torch.load raises many types on bad bytes; all mean the same to the reader
         raise CheckpointError(
@@ -149,7 +155,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         ) from err
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(
-            f"{path} is not a vaelib checkpoint (no '{FORMAT}' marker); was it written by vaelib.save_checkpoint?"
+            f"{path} is not a vaelib checkpoint (no '{FORMAT}' marker); vaelib reads only the checkpoints that "
+            "vl.fit(..., checkpoint=...) and vaelib.checkpoint.save_checkpoint write"
         )
     if not isinstance(state.get("format_version"), int) or state["format_version"] > FORMAT_VERSION:
         raise CheckpointError(

@@ -1,8 +1,10 @@
-"""The ``vaelib`` command: train, evaluate, sample, info.
+"""The ``vaelib`` command: train, evaluate, sample, export-web, info.
 
     vaelib train --dataset mnist --latent-dim 20 --epochs 10 --out runs/mnist
     vaelib evaluate runs/mnist --k 5000
     vaelib sample runs/mnist --n 64 --out samples.png
+    vaelib sample mnist-cvae --label 7 --out sevens.png   # a shipped model, by name
+    vaelib export-web runs/mnist --out lab/ --half          # for the book's live lab
     vaelib info
 
 The flags of ``train`` are generated from the fields of :class:`vaelib.VAEConfig`
@@ -10,7 +12,8 @@ and :class:`vaelib.TrainConfig`: a field ``hidden_dims`` is the flag
 ``--hidden-dims``, its help is the field's ``#:`` comment and its choices are
 the tuples the config checks against, so the configs, the CLI and the API
 reference cannot drift apart.  Errors print one line and exit non-zero;
-the command never prints a traceback.
+the command never prints a traceback, and a Ctrl-C at any moment (torch
+is imported inside :func:`main`) ends it with one line and exit status 130.
 """
 
 from __future__ import annotations
@@ -18,17 +21,19 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import math
+import os
 import re
 import sys
 import typing
 from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
-import torch
-
+from ._version import __version__
 from .errors import VaelibError
 
 CHECKPOINT_NAME = "checkpoint.pt"
+RUN_RECORD = "run.json"  # the data a run trains on (--dataset, --n-train, --n-test), written before its first epoch
 MAX_SAMPLES = 1024  # `vaelib sample --n`: one PNG grid of at most 32 x 32 images
 DATA_FLAGS = ("dataset", "n_train", "n_test", "data_root", "no_download")  # train flags that are not config fields
 
@@ -50,6 +55,16 @@ def _integer(minimum: int):
 
     parse.__name__ = "integer"
     return parse
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds >= 0, got {text}")
+    return value
 
 
 def _bounded(minimum: int, maximum: int):
@@ -103,7 +118,6 @@ def add_config_flags(parser: argparse.ArgumentParser, cls, *, skip: tuple[str, .
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``vaelib`` command (also rendered in the book's CLI reference)."""
-    from . import __version__
     from .data import DATASETS
     from .models import VAEConfig
     from .train import TrainConfig
@@ -121,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="run directory for checkpoint.pt and history.json")
     t.add_argument(
         "--time-limit",
-        type=float,
+        type=_seconds,
         default=None,
         help="stop after the epoch that passes this many seconds; rerun to resume",
     )
@@ -151,12 +165,24 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-download", action="store_true", help="never download: fail if the data is not on disk")
 
     s = sub.add_parser("sample", help="decode draws from the prior into a PNG grid")
-    s.add_argument("run", help="run directory or checkpoint file")
+    s.add_argument("run", help="run directory, checkpoint file, or the name of a shipped model (e.g. mnist-cvae)")
     s.add_argument("--n", type=_bounded(1, MAX_SAMPLES), default=64, help=f"number of samples, 1 to {MAX_SAMPLES}")
     s.add_argument("--label", type=_integer(0), default=None, help="the class to draw (conditional VAEs)")
     s.add_argument("--out", required=True, help="PNG file to write")
     s.add_argument("--seed", type=_integer(0), default=0)
     s.add_argument("--device", default="auto")
+
+    w = sub.add_parser(
+        "export-web",
+        help="export a model for the book's live lab: a JSON manifest and a file of weights",
+        description="Write NAME.json and NAME.bin for the lab's JavaScript (book/_static/vae_lab.js); MLP VAEs "
+        "only, conditional or not, with a Bernoulli or Gaussian decoder (see vaelib.export_web).",
+    )
+    w.add_argument("run", metavar="RUN_OR_NAME", help="run directory, checkpoint file, or a shipped model's name")
+    w.add_argument("--out", required=True, help="directory for NAME.json and NAME.bin")
+    w.add_argument("--half", action="store_true", help="store the weights as float16 (half the bytes of float32)")
+    w.add_argument("--decoder-only", action="store_true", help="leave the encoder out (for a lab that only decodes)")
+    w.add_argument("--name", default=None, help="NAME (default: the shipped model's name or the run directory's)")
 
     sub.add_parser("info", help="versions, devices and data root")
     return parser
@@ -171,10 +197,55 @@ def _config(cls, args, **extra):
     return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}, **extra)
 
 
+def _write_json(path: Path, value) -> None:
+    """Write ``value`` as JSON, atomically: an interrupted write leaves the previous file."""
+    partial = path.with_name(f".{path.name}.tmp")
+    partial.write_text(json.dumps(value, indent=1) + "\n")
+    os.replace(partial, path)
+
+
+def run_data(checkpoint: Path) -> dict:
+    """The data flags a run was trained with (``dataset``, ``n_train``, ``n_test``): its ``run.json``, else the
+    data set's name that vaelib 0.3 kept in the checkpoint, else nothing."""
+    from .checkpoint import load_checkpoint
+
+    record = checkpoint.parent / RUN_RECORD
+    if record.is_file():
+        try:
+            data = json.loads(record.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as err:
+            data = err
+        if not isinstance(data, dict):
+            raise VaelibError(
+                f"{record} is not a readable run record ({data!r:.100}); restore it from --dataset, --n-train "
+                "and --n-test, or delete it to take the run as one on MNIST"
+            )
+        return data
+    dataset = load_checkpoint(checkpoint).get("dataset") if checkpoint.is_file() else None
+    return {"dataset": dataset} if dataset else {}
+
+
+def _check_data(out: Path, args) -> None:
+    """Refuse to resume a run on other data than it was trained on, as fit refuses other settings."""
+    given = {"dataset": args.dataset, "n_train": args.n_train, "n_test": args.n_test}
+    checkpoint = out / CHECKPOINT_NAME
+    if checkpoint.is_file():
+        recorded = run_data(checkpoint)
+        changed = [key for key in given if key in recorded and recorded[key] != given[key]]
+        if changed:
+            flags = ", ".join(f"--{key.replace('_', '-')} {recorded[key]}" for key in changed)
+            asked = ", ".join(f"--{key.replace('_', '-')} {given[key]}" for key in changed)
+            raise VaelibError(
+                f"{out} was trained with {flags} (None: all images), not {asked}; rerun with the run's data flags, "
+                "or use a new --out to start afresh"
+            )
+    _write_json(out / RUN_RECORD, given)
+
+
 def _train(args) -> dict:
-    from .checkpoint import build_model
+    from .checkpoint import writable_path
     from .data import DATASETS, load
-    from .models import VAEConfig
+    from .models import VAEConfig, build_model
     from .train import TrainConfig, fit
 
     out = Path(args.out)
@@ -182,6 +253,8 @@ def _train(args) -> dict:
         raise VaelibError(f"--out {out} is a file; name a directory for the run")
     model_config = _config(VAEConfig, args, image_shape=DATASETS[args.dataset][3])
     train_config = _config(TrainConfig, args)
+    writable_path(out / CHECKPOINT_NAME)  # a clear error before anything is loaded or written
+    _check_data(out, args)
     x_train, y_train = load(args.dataset, "train", root=args.data_root, download=not args.no_download)
     x_test, y_test = load(args.dataset, "test", root=args.data_root, download=not args.no_download)
     labels = model_config.num_classes > 0
@@ -196,7 +269,6 @@ def _train(args) -> dict:
         checkpoint=out / CHECKPOINT_NAME,
         time_limit=args.time_limit,
         progress=False if args.quiet else None,
-        dataset=args.dataset,
     )
     record = {
         "dataset": args.dataset,
@@ -206,7 +278,7 @@ def _train(args) -> dict:
         "train": asdict(train_config),
         "history": history,
     }
-    (out / "history.json").write_text(json.dumps(record, indent=1) + "\n")
+    _write_json(out / "history.json", record)
     last = history[-1]
     return {
         "run": str(out),
@@ -231,7 +303,7 @@ def _evaluate(args) -> dict:
     train_config = state.get("train_config", {})
     pixels = train_config.get("pixels", "grey")
     seed = train_config.get("seed", 0) if args.seed is None else args.seed
-    dataset = state.get("dataset") or "mnist"
+    dataset = run_data(path).get("dataset") or "mnist"
     x, y = load(dataset, "test", root=args.data_root, download=not args.no_download)
     x, y = x[: args.n_test].to(device), y[: args.n_test]
     if pixels != "grey":  # the same binarization of the test set as fit used: the "test_pixels" stream
@@ -249,8 +321,25 @@ def _evaluate(args) -> dict:
     }
 
 
-def _sample(args) -> dict:
+def _model(run: str, device):
+    """The model of a run directory or a checkpoint file, or a shipped model by its name."""
     from .checkpoint import load_model
+    from .errors import CheckpointError
+    from .pretrained import _names, load_pretrained
+
+    path = _checkpoint_path(run)
+    if not path.exists() and run in _names():
+        return load_pretrained(run, device)
+    if not path.exists():
+        raise CheckpointError(
+            f"no checkpoint at {path} and no shipped model named {run!r} (shipped: {', '.join(_names()) or 'none'})"
+        )
+    return load_model(path, device)
+
+
+def _sample(args) -> dict:
+    import torch
+
     from .devices import resolve_device
     from .explore import sample_prior
     from .plot import image_grid
@@ -261,7 +350,7 @@ def _sample(args) -> dict:
     if out.is_dir():
         raise VaelibError(f"--out {out} is a directory; name a .png file")
     device = resolve_device(args.device)
-    model = load_model(_checkpoint_path(args.run), device)
+    model = _model(args.run, device)
     conditional = getattr(model.config, "num_classes", 0)
     if conditional and args.label is None:
         raise VaelibError(f"this model is conditioned on {conditional} classes: pass --label (0 to {conditional - 1})")
@@ -274,13 +363,42 @@ def _sample(args) -> dict:
     return {"out": str(out), "n": args.n}
 
 
+def _export_web(args) -> dict:
+    from .web import export_web
+
+    path = _checkpoint_path(args.run)
+    model = _model(args.run, "cpu")  # one line naming what was searched when it is neither a run nor a name
+    by_name = not path.exists()  # then export_web loads it by name and keeps its record's test metrics
+    name = args.name or (args.run if by_name else path.parent.name if path.name == CHECKPOINT_NAME else path.stem)
+    source = args.run if by_name else model
+    manifest = export_web(source, args.out, half=args.half, name=name, decoder_only=args.decoder_only)
+    record = json.loads(manifest.read_text())
+    return {
+        "manifest": str(manifest),
+        "weights": str(manifest.parent / record["weights"]["file"]),
+        "bytes": record["weights"]["bytes"],
+        "dtype": record["dtype"],
+        "sha256": record["weights"]["sha256"],
+    }
+
+
+def _found(name: str) -> str:
+    """Where ``vaelib info`` finds a data set: its directory, "not found", or why it cannot look."""
+    from .data import find_dataset
+
+    try:
+        return str(find_dataset(name) or "not found")
+    except VaelibError as err:
+        return f"error: {err}"
+
+
 def _info(args) -> dict:
     import platform
 
+    import torch
     import torchvision
 
-    from . import __version__
-    from .data import DATASETS, data_root, find_dataset
+    from .data import DATASETS, data_root
     from .devices import resolve_device
 
     mps = getattr(torch.backends, "mps", None)
@@ -293,31 +411,34 @@ def _info(args) -> dict:
         "mps_available": bool(mps and mps.is_available()),
         "device": str(resolve_device("auto")),
         "data_root": str(data_root()),
-        "datasets": {name: str(find_dataset(name) or "not found") for name in DATASETS},
+        "datasets": {name: _found(name) for name in DATASETS},
     }
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``vaelib`` command; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    handler = {"train": _train, "evaluate": _evaluate, "sample": _sample, "info": _info}[args.command]
+    """Entry point of the ``vaelib`` command; returns the exit status.
+
+    Everything, the import of torch included, runs inside the handlers, so
+    no error and no Ctrl-C ends in a traceback.
+    """
+    prefix = "vaelib"  # then "vaelib <command>", once the arguments are parsed
     try:
-        result = handler(args)
-    except VaelibError as err:
-        print(f"vaelib {args.command}: error: {err}", file=sys.stderr)
-        return 1
+        args = build_parser().parse_args(argv)
+        prefix = f"vaelib {args.command}"
+        handlers = {"train": _train, "evaluate": _evaluate, "sample": _sample, "export-web": _export_web, "info": _info}
+        result = handlers[args.command](args)
+        print(json.dumps(result, indent=1))
     except KeyboardInterrupt:
-        print(f"vaelib {args.command}: interrupted; the last completed epoch's checkpoint is kept", file=sys.stderr)
+        kept = "; the checkpoint of the last finished epoch is kept: rerun the command to resume"
+        print(f"{prefix}: interrupted{kept if prefix == 'vaelib train' else ''}", file=sys.stderr)
         return 130
-    except OSError as err:  # a full disk, a permission, a vanished file: say which, without a traceback
-        print(f"vaelib {args.command}: error: {err}", file=sys.stderr)
+    except (VaelibError, OSError) as err:  # bad input; a full disk, a permission, a vanished file
+        print(f"{prefix}: error: {err}", file=sys.stderr)
         return 1
     except Exception as err:  # a bug: one line, and where to report it
         print(
-            f"vaelib {args.command}: internal error: {type(err).__name__}: {err} "
-            "(please report it with the command you ran)",
+            f"{prefix}: internal error: {type(err).__name__}: {err} (please report it with the command you ran)",
             file=sys.stderr,
         )
         return 1
-    print(json.dumps(result, indent=1))
     return 0

@@ -20,22 +20,22 @@ Burda, Grosse and Salakhutdinov (2016).
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from . import _checks
+from .bernoulli import bernoulli_log_likelihood
 from .errors import VaelibError
 from .gaussian import kl_standard_normal, log_normal, reparameterize
 
-# The helpers: what the chapters use as vl.elbo.*.  objective, ELBOTerms, iwae_bound,
+# The helpers: what the chapters use as vl.elbo.* (bernoulli_log_likelihood is defined in the leaf
+# module vaelib.bernoulli, beside vaelib.gaussian).  objective, ELBOTerms, iwae_bound,
 # log_marginal_likelihood and kl_warmup are public at the top level (vl.objective, ...).
-__all__ = ["LatentVariableModel", "bernoulli_log_likelihood", "log_weights", "log_mean_exp", "effective_sample_size"]
+__all__ = ["ELBOTerms", "LatentVariableModel", "bernoulli_log_likelihood", "log_weights", "log_mean_exp", "effective_sample_size"]
 
 
 @runtime_checkable
@@ -58,18 +58,6 @@ class LatentVariableModel(Protocol):
     def decode(self, z: Tensor) -> Tensor: ...
 
     def log_likelihood(self, x: Tensor, x_param: Tensor) -> Tensor: ...
-
-
-def bernoulli_log_likelihood(x: Tensor, logits: Tensor) -> Tensor:
-    """``log p(x|z) = sum_p [x_p log s(l_p) + (1 - x_p) log(1 - s(l_p))]`` with ``s`` the sigmoid.
-
-    Computed from the decoder's ``logits`` (never from probabilities) as
-    minus the binary cross-entropy with logits, which stays finite for any
-    logit.  ``x`` in [0, 1] (non-binary values give the continuous
-    Bernoulli's unnormalised log-density).  ``x``: (..., P), ``logits``:
-    broadcastable; returns (...,), summed over pixels, in nats.
-    """
-    return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
 
 
 @dataclass(frozen=True)
@@ -100,23 +88,32 @@ class ELBOTerms:
         return [(name, value) for name, value in pairs if value is not None]
 
 
-def _reference_tensor(model) -> Tensor | None:
-    """A parameter or buffer of the model, for its device and dtype (None for a model that has neither)."""
-    if isinstance(model, nn.Module):
-        return next(itertools.chain(model.parameters(), model.buffers()), None)
-    return None
+def _inputs(model, x: Tensor, y: Tensor | None, generator: torch.Generator | None, check: bool):
+    """x checked for the model (its values when ``check``), on the model's device and in its dtype; the labels
+    (their range when ``check``) and the generator checked against it.  Returns ``(x, y)``."""
+    x = _checks.inputs(model, x, values=check, same_device=True)
+    _checks.generator(generator, x.device)
+    return x, _checks.model_labels(model, y, x.shape[0], values=check)
 
 
-def _inputs(model, x: Tensor, check: bool) -> Tensor:
-    """x checked against the model's input size (and its values when ``check``), in the model's dtype."""
-    ref = _reference_tensor(model)
-    return _checks.images(
-        x,
-        model.input_dim,
-        bernoulli=model.likelihood == "bernoulli",
-        values=check,
-        dtype=None if ref is None else ref.dtype,
+def _device(model, x: Tensor) -> torch.device:
+    """Where the model computes: the device of its parameters (x's for a model without any)."""
+    ref = _checks.reference(model)
+    return x.device if ref is None else ref.device
+
+
+def _check_memory(model, batch: int, k: int, device, *, chunk: int | None = None) -> None:
+    """Refuse k samples per input that cannot fit: each sample of each input holds its z and noise (D values
+    each) and its decoder output and log-likelihood terms (P values each) at once, unless decoded in chunks."""
+    itemsize = 4 if (ref := _checks.reference(model)) is None else ref.element_size()
+    per_sample = 2 * (model.latent_dim + model.input_dim) if chunk is None else 2  # with chunks: (k, B) log-weights
+    nbytes = itemsize * batch * k * per_sample
+    advice = (
+        "use vl.iwae_bound, which decodes the samples in chunks, or fewer samples"
+        if chunk is None
+        else "use fewer samples, or fewer inputs at a time (batch_size)"
     )
+    _checks.allocation(nbytes, device, f"k={k} importance samples for {batch} inputs", advice)
 
 
 def _proposal(model, x: Tensor, y: Tensor | None, q) -> tuple[Tensor, Tensor]:
@@ -179,25 +176,32 @@ def objective(
     closed form, and ``objective`` is the ELBO for k = 1 and beta = 1, the
     beta-weighted ELBO for other beta, and the IWAE bound for k > 1.
 
-    ``x``: (B, P) or (B, C, H, W), any floating dtype (cast to the model's).
-    ``eps`` (k, B, D) fixes the noise (a (B, D) tensor is one sample); else
-    it is drawn with ``generator``.  ``q = (mu, logvar)`` replaces the
-    encoder's output (tensors or numbers broadcast to (B, D); ``(0.0, 0.0)``
-    is the prior itself).  ``y``: labels (B,) for a conditional model.
-    ``check=False`` skips the value checks, which synchronise with the
-    device, inside a loop whose data were checked once.  Returns
-    :class:`ELBOTerms` of (B,) tensors in nats; a training loss is
+    ``x``: (B, P) or (B, C, H, W) on the model's device, any floating dtype
+    (cast to the model's).  ``eps`` (k, B, D) fixes the noise (a (B, D)
+    tensor is one sample); else it is drawn with ``generator`` (on the same
+    device).  ``q = (mu, logvar)`` replaces the encoder's output (tensors or
+    numbers broadcast to (B, D); ``(0.0, 0.0)`` is the prior itself).  ``y``:
+    labels (B,) for a conditional model.  ``check=False`` skips the checks of
+    the values of ``x`` and ``y`` and of the memory k samples need, which
+    synchronise with the device, inside a loop whose data were checked once.
+    Returns :class:`ELBOTerms` of (B,) tensors in nats; a training loss is
     ``-terms.objective.mean()``.  A model that supplies its own terms (the
-    :class:`vaelib.Autoencoder`, through ``model.terms(x)``) is scored by them.
+    :class:`vaelib.Autoencoder`, through ``model.terms(x)``) is scored by
+    them, after the same checks of ``x``; it takes no ``k``, ``beta``,
+    ``eps``, ``q`` or ``y``.
     References: Kingma and Welling (2014), eq. 10; Burda et al. (2016), eq. 8.
     """
-    if hasattr(model, "terms"):  # no latent distribution: the model knows its own objective
-        return model.terms(x)
     k = _checks.count("k", k)
     beta = _checks.number("beta", beta, minimum=0.0)
     if k > 1 and beta != 1.0:
         raise VaelibError("the bound L_k (k > 1) has no KL weight; use beta=1 with k > 1")
-    x = _inputs(model, x, check)
+    if hasattr(model, "terms"):  # no latent distribution: the model knows its own objective
+        if k != 1 or beta != 1.0 or eps is not None or q is not None or y is not None:
+            raise VaelibError(f"{type(model).__name__} has no latent distribution: k, beta, eps, q and y do not apply")
+        return model.terms(_checks.inputs(model, x, values=check, same_device=True))
+    x, y = _inputs(model, x, y, generator, check)
+    if check and k > 1:
+        _check_memory(model, x.shape[0], k, x.device)
     mu, logvar = _proposal(model, x, y, q)  # (B, D) each
     if eps is not None and eps.dim() == mu.dim():
         eps = eps.unsqueeze(0)  # one sample given as (B, D)
@@ -241,9 +245,11 @@ def iwae_bound(
     ``q = (0.0, 0.0)``, the prior itself, gives naive Monte Carlo.
     """
     k = _checks.count("k (the number of importance samples)", k)
-    x = _inputs(model, x, check)
-    mu, logvar = _proposal(model, x, y, q)  # (B, D)
+    x, y = _inputs(model, x, y, generator, check)
     chunk = _checks.count("chunk_size", chunk_size) if chunk_size is not None else _default_chunk(k, *x.shape)
+    if check:
+        _check_memory(model, x.shape[0], k, x.device, chunk=chunk)
+    mu, logvar = _proposal(model, x, y, q)  # (B, D)
     log_w = torch.cat(
         [
             log_weights(model, x, mu, logvar, min(chunk, k - start), y=y, generator=generator)[0]
@@ -273,15 +279,30 @@ def log_marginal_likelihood(
 
     Runs :func:`iwae_bound` without gradients over mini-batches of
     ``batch_size`` inputs, each moved to the model's device.  ``x``: (N, P)
-    on any device; returns (N,) in nats, on the model's device.  Its
+    on any device, with labels ``y`` (N,) for a conditional model, both
+    checked once; returns (N,) in nats, on the model's device.  Its
     negative mean, the NLL above, is the test negative log-likelihood
-    reported in papers.
+    reported in papers.  A ``k`` whose log-weights cannot fit in memory is
+    refused before anything is allocated.
     """
     k = _checks.count("k", k)
     batch_size = _checks.count("batch_size", batch_size)
-    x = _inputs(model, x, check=True)
-    ref = _reference_tensor(model)
-    device = x.device if ref is None else ref.device
+    chunk_size = None if chunk_size is None else _checks.count("chunk_size", chunk_size)
+    x = _checks.inputs(model, x)
+    y = _checks.model_labels(model, y, x.shape[0])
+    device = _device(model, x)
+    _checks.generator(generator, device)
+    _check_memory(model, min(batch_size, x.shape[0]), k, device, chunk=1)
+    return _log_marginal_likelihood(model, x, k, y=y, batch_size=batch_size, chunk_size=chunk_size, generator=generator)
+
+
+@torch.no_grad()
+def _log_marginal_likelihood(
+    model, x: Tensor, k: int, *, y: Tensor | None, batch_size: int, chunk_size: int | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:  # fmt: skip
+    """:func:`log_marginal_likelihood` of inputs and labels checked already."""
+    device = _device(model, x)
     parts = [
         iwae_bound(
             model,

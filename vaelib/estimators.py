@@ -33,6 +33,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from . import _checks
 from .errors import VaelibError
 from .gaussian import reparameterize
 
@@ -51,6 +52,7 @@ INTEGRANDS = ("quadratic", "sin", "exp")
 
 def _noise(mu: Tensor, n_samples: int | None, eps: Tensor | None, generator: torch.Generator | None) -> Tensor:
     """The standard-normal noise (K, ..., D): ``eps`` itself, or K fresh draws."""
+    n_samples = None if n_samples is None else _checks.count("n_samples", n_samples)
     if eps is not None:
         if eps.dim() != mu.dim() + 1 or eps.shape[1:] != mu.shape:
             raise VaelibError(f"eps must have shape (K, {', '.join(map(str, mu.shape))}), got {tuple(eps.shape)}")
@@ -58,8 +60,6 @@ def _noise(mu: Tensor, n_samples: int | None, eps: Tensor | None, generator: tor
             raise VaelibError(f"n_samples={n_samples} but eps holds {eps.shape[0]} samples")
         return eps.detach()
     k = 1 if n_samples is None else n_samples
-    if not isinstance(k, int) or k < 1:
-        raise VaelibError(f"n_samples must be an integer >= 1, got {n_samples!r}")
     return torch.randn((k, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
 
 

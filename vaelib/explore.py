@@ -26,8 +26,11 @@ __all__ = [
 
 
 def _weight(model: nn.Module) -> Tensor:
-    """A parameter of the model: codes made here are moved to its device and dtype."""
-    return next(model.parameters())
+    """A parameter of the model (not on the meta device): codes made here are moved to its device and dtype."""
+    ref = _checks.weights(model)
+    if ref is None:
+        raise VaelibError(f"{type(model).__name__} has no parameters or buffers to place codes next to")
+    return ref
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -45,14 +48,26 @@ def _codes(model: nn.Module, x: Tensor, y: Tensor | None = None) -> Tensor:
     return out[0] if isinstance(out, tuple) else out
 
 
-def _label_batch(y, n: int, device) -> Tensor | None:
-    """Labels for n samples: None, one label for all, or one per sample, on ``device``."""
-    if y is None:
-        return None
-    y = torch.as_tensor(y)
-    if y.dim() == 0:
+def _label_batch(model: nn.Module, y, n: int) -> Tensor | None:
+    """Labels for n inputs or samples, checked once for the model: None, one label for all, or one for each,
+    on the model's device."""
+    if y is not None and not isinstance(y, Tensor):
+        y = torch.as_tensor(y)
+    if y is not None and y.dim() == 0:
         y = y.expand(n)
-    return y.to(device)
+    y = _checks.model_labels(model, y, n)
+    return None if y is None else y.to(_device(model))
+
+
+def _images(model: nn.Module, x: Tensor) -> Tensor:
+    """Inputs checked once for the model (size, finite values, [0, 1] for a Bernoulli decoder), on its device."""
+    return _checks.inputs(model, x).to(_device(model))
+
+
+def _check_output(n: int, model: nn.Module, what: str) -> None:
+    """Refuse n decoded images (returned on the CPU) that the machine's memory cannot hold."""
+    advice = "ask for fewer, or in several calls"
+    _checks.allocation(n * model.input_dim * _weight(model).element_size(), "cpu", f"{n:,} decoded {what}", advice)
 
 
 @torch.no_grad()
@@ -66,10 +81,11 @@ def sample_prior(
     bounded; the result itself takes n * P floats.
     """
     n = _checks.count("n", n)
+    _check_output(n, model, "samples")
+    y = _label_batch(model, y, n)
     # Draw on the generator's own device (a CPU generator gives the same z for a CPU or GPU model), then move.
     noise_device = generator.device if generator is not None else _device(model)
     z = torch.randn(n, model.latent_dim, generator=generator, device=noise_device).to(_weight(model))  # (n, D)
-    y = _label_batch(y, n, _device(model))
     chunk = 10_000
     return torch.cat(
         [
@@ -82,8 +98,8 @@ def sample_prior(
 @torch.no_grad()
 def reconstruct(model: nn.Module, x: Tensor, *, y: Tensor | None = None) -> Tensor:
     """``x_hat = E[x | z = mu(x)]``: decode each input's code (the posterior mean for a VAE). (B, P)."""
-    x = _checks.images(x, model.input_dim, dtype=_weight(model).dtype).to(_device(model))
-    y = _label_batch(y, x.shape[0], _device(model))
+    x = _images(model, x)
+    y = _label_batch(model, y, x.shape[0])
     return model.mean(model.decode(_codes(model, x, y), **_labelled(y))).cpu()
 
 
@@ -94,8 +110,10 @@ def interpolate(model: nn.Module, x_a: Tensor, x_b: Tensor, steps: int = 10) -> 
     ``x_a``, ``x_b``: one input each, (P,) or (1, P).  Returns (steps, P).
     """
     steps = _checks.count("steps", steps, minimum=2)
+    if not (isinstance(x_a, Tensor) and isinstance(x_b, Tensor)):
+        raise VaelibError(f"x_a and x_b must be torch.Tensors, got {type(x_a).__name__} and {type(x_b).__name__}")
     pair = torch.stack([x_a.reshape(-1), x_b.reshape(-1)])  # (2, P)
-    z = _codes(model, _checks.images(pair, model.input_dim, dtype=_weight(model).dtype).to(_device(model)))  # (2, D)
+    z = _codes(model, _images(model, pair))  # (2, D)
     t = torch.linspace(0, 1, steps, device=z.device)[:, None]  # (steps, 1)
     return model.mean(model.decode((1 - t) * z[0] + t * z[1])).cpu()
 
@@ -110,15 +128,16 @@ def latent_grid(model: nn.Module, n: int = 20, *, span: float = 0.95, y: int | N
     Returns (n, n, P); row 0 is the largest z_2.
     """
     n = _checks.count("n", n)
+    _check_output(n * n, model, "grid points")
     if model.latent_dim != 2:
         raise VaelibError(f"latent_grid needs a model with latent_dim=2, this one has {model.latent_dim}")
-    if not 0 < span < 1:
+    if not 0 < _checks.number("span", span) < 1:
         raise VaelibError(f"span must lie strictly between 0 and 1, got {span}")
     lo = (1 - span) / 2
     q = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(lo, 1 - lo, n))  # (n,)
     z2, z1 = torch.meshgrid(q.flip(0), q, indexing="ij")
     z = torch.stack([z1, z2], -1).reshape(-1, 2).to(_weight(model))  # (n*n, 2)
-    labels = _labelled(_label_batch(y, n * n, _device(model)))
+    labels = _labelled(_label_batch(model, y, n * n))
     return model.mean(model.decode(z, **labels)).cpu().reshape(n, n, -1)
 
 
@@ -127,11 +146,12 @@ def encode_dataset(
     model: nn.Module, x: Tensor, batch_size: int = 1000, *, y: Tensor | None = None
 ) -> tuple[Tensor, Tensor | None]:
     """Encode a data set: ``(mu, logvar)`` each (N, D) for a VAE, ``(z, None)`` for an autoencoder (CPU)."""
-    x = _checks.images(x, model.input_dim, dtype=_weight(model).dtype)
+    x = _checks.inputs(model, x)
     batch_size = _checks.count("batch_size", batch_size)
+    y = _label_batch(model, y, x.shape[0])
     mus, logvars = [], []
     for i in range(0, x.shape[0], batch_size):
-        labels = _labelled(_label_batch(None if y is None else y[i : i + batch_size], 0, _device(model)))
+        labels = _labelled(None if y is None else y[i : i + batch_size])
         out = model.encode(x[i : i + batch_size].to(_device(model)), **labels)
         mu, logvar = out if isinstance(out, tuple) else (out, None)
         mus.append(mu.cpu())

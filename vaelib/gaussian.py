@@ -1,8 +1,8 @@
 """The diagonal Gaussian: its log-density, the reparameterized sample and the
 closed-form KL divergences (chapters 2 to 4).
 
-A leaf module: it imports nothing from vaelib but the errors, so every other
-module takes its Gaussian pieces from here.  A diagonal Gaussian is given by
+A leaf module: it imports nothing from vaelib but the errors and the shared
+input checks, so every other module takes its Gaussian pieces from here.  A diagonal Gaussian is given by
 its mean ``mu`` and its log-variance ``logvar = log sigma^2``, both (..., D).
 Everything is in nats and **summed over the last dimension** unless
 ``reduce=False`` asks for the per-dimension terms.
@@ -18,6 +18,7 @@ import math
 import torch
 from torch import Tensor
 
+from . import _checks
 from .errors import VaelibError
 
 __all__ = ["LOG_2PI", "log_normal", "reparameterize", "gaussian_kl", "kl_standard_normal"]
@@ -68,9 +69,8 @@ def reparameterize(
     ``generator``; gradients flow to ``mu`` and ``logvar`` but not to ``eps``.
     Reference: Kingma and Welling (2014), section 2.4.
     """
-    if n_samples is not None and (isinstance(n_samples, bool) or int(n_samples) != n_samples or n_samples < 1):
-        raise VaelibError(f"n_samples must be an integer >= 1, got {n_samples!r}")
-    shape = mu.shape if n_samples is None else (int(n_samples), *mu.shape)
+    n_samples = None if n_samples is None else _checks.count("n_samples", n_samples)
+    shape = mu.shape if n_samples is None else (n_samples, *mu.shape)
     if eps is None:
         eps = torch.randn(shape, generator=generator, device=mu.device, dtype=mu.dtype)
     elif eps.shape != shape:

@@ -5,6 +5,14 @@ divide by ``log(2)`` (or pass ``base=2``) for bits.  Discrete distributions
 are probability vectors along the last dimension; Gaussians are diagonal and
 given by their mean ``mu`` and log-variance ``logvar``.
 
+Two random variables ``x`` and ``z`` with a discrete joint distribution are
+given by its table ``joint[..., i, j] = p(x = i, z = j)``:
+:func:`conditional_entropy` and :func:`mutual_information` measure what one
+says about the other, :func:`gaussian_mutual_information` does the same for
+jointly Gaussian vectors, and :func:`bits_per_dim` converts a negative
+log-likelihood from nats per example to the bits per dimension that papers
+report.
+
 The second half of the module works with one-dimensional densities tabulated
 on a grid: a Gaussian mixture (:func:`mixture_log_prob`), the KL divergence by
 quadrature (:func:`kl_on_grid`) and the fit of one Gaussian to a target by
@@ -25,6 +33,7 @@ from typing import Callable, NamedTuple
 import torch
 from torch import Tensor
 
+from . import _checks
 from .errors import VaelibError
 from .gaussian import LOG_2PI, log_normal, reparameterize
 
@@ -33,7 +42,11 @@ __all__ = [
     "entropy",
     "cross_entropy",
     "kl_divergence",
+    "conditional_entropy",
+    "mutual_information",
     "gaussian_entropy",
+    "gaussian_mutual_information",
+    "bits_per_dim",
     "gaussian_cross_entropy",
     "gaussian_kl_monte_carlo",
     "mixture_log_prob",
@@ -89,11 +102,13 @@ def _check_pair(p: Tensor, q: Tensor) -> None:
 
 
 def self_information(p: Tensor | float, base: float | None = None) -> Tensor:
-    """Self-information ``I = -log p`` of an event of probability ``p``.
+    """Self-information (surprisal) ``-log p`` of an event of probability ``p``.
 
     Shapes: any; elementwise (a Python float gives a 0-dim tensor).  Units:
-    nats, or ``log(base)`` units (bits for ``base=2``).  ``I(1) = 0`` and
-    ``I(0) = inf``.  Reference: Cover and Thomas (2006), section 2.1.
+    nats, or ``log(base)`` units (bits for ``base=2``).  An event of
+    probability 1 carries 0, one of probability 0 carries ``inf``.  (The book
+    gives it no letter: ``I(x; z)`` is the mutual information.)
+    Reference: Cover and Thomas (2006), section 2.1.
     """
     _check_base(base)
     p = torch.as_tensor(p, dtype=None if isinstance(p, Tensor) else torch.get_default_dtype())
@@ -151,6 +166,59 @@ def kl_divergence(p: Tensor, q: Tensor, base: float | None = None) -> Tensor:
     return h_pq - entropy(p, base)
 
 
+# ------------------------------------------------------------------ joint distributions
+
+
+def _check_joint(joint: Tensor) -> None:
+    if not isinstance(joint, Tensor) or joint.dim() < 2:
+        shape = tuple(joint.shape) if isinstance(joint, Tensor) else type(joint).__name__
+        raise VaelibError(
+            f"joint must be a tensor of shape (..., Kx, Kz) with joint[..., i, j] = p(x = i, z = j), got {shape}"
+        )
+    _check_probs(joint.flatten(-2), "joint (summed over its last two dimensions)")
+
+
+def conditional_entropy(joint: Tensor, base: float | None = None) -> Tensor:
+    """Conditional entropy ``H(x | z) = -sum_{x,z} p(x, z) log p(x | z)`` of a discrete joint distribution.
+
+    ``joint``: (..., Kx, Kz) with ``joint[..., i, j] = p(x = i, z = j)``,
+    summing to one over the last two dimensions; returns (...,) in nats (or
+    ``log(base)`` units).  It is the entropy of ``p(x | z)`` averaged over
+    ``p(z)``, and equals ``H(p(x, z)) - H(z)`` (the chain rule).
+    ``0 <= H(x | z) <= H(x)``: zero when ``z`` determines ``x``, ``H(x)`` when
+    they are independent.  For ``H(z | x)`` pass ``joint.transpose(-1, -2)``.
+    Reference: Cover and Thomas (2006), section 2.2.
+    """
+    _check_base(base)
+    _check_joint(joint)
+    p_z = joint.sum(-2, keepdim=True)  # (..., 1, Kz)
+    # p(x | z) = p(x, z) / p(z); cells with p(x, z) = 0 contribute 0 (and p(z) = 0 implies p(x, z) = 0)
+    safe = torch.where(joint > 0, joint / p_z.clamp_min(torch.finfo(joint.dtype).tiny), torch.ones_like(joint))
+    h = -(joint * torch.log(safe)).sum((-2, -1))
+    h = h.clamp_min(0)  # rounding can put p(x | z) a hair above 1 where z determines x
+    return h if base is None else h / math.log(base)
+
+
+def mutual_information(joint: Tensor, base: float | None = None) -> Tensor:
+    """Mutual information ``I(x; z) = KL(p(x, z) || p(x) p(z))`` of a discrete joint distribution.
+
+    ``I(x; z) = sum_{x,z} p(x, z) log[p(x, z) / (p(x) p(z))] = H(x) - H(x | z) = H(z) - H(z | x)``:
+    how many nats, on average, learning ``z`` saves in describing ``x``, and
+    the other way round (it is symmetric).  ``joint``: (..., Kx, Kz) with
+    ``joint[..., i, j] = p(x = i, z = j)``, summing to one over the last two
+    dimensions; returns (...,) in nats (or ``log(base)`` units).
+    ``0 <= I(x; z) <= min(H(x), H(z))``, zero exactly when ``x`` and ``z`` are
+    independent.  Reference: Cover and Thomas (2006), sections 2.3 and 2.4.
+    """
+    _check_base(base)
+    _check_joint(joint)
+    product = joint.sum(-1, keepdim=True) * joint.sum(-2, keepdim=True)  # (..., Kx, Kz): p(x) p(z)
+    # p(x, z) > 0 implies p(x) p(z) > 0, so the divergence is finite
+    info = kl_divergence(joint.flatten(-2), product.flatten(-2))
+    info = info.clamp_min(0)  # rounding can make the information of independent variables -1e-17
+    return info if base is None else info / math.log(base)
+
+
 # ------------------------------------------------------------- diagonal Gaussians
 
 
@@ -175,6 +243,63 @@ def gaussian_cross_entropy(mu_p: Tensor, logvar_p: Tensor, mu_q: Tensor, logvar_
     return 0.5 * (LOG_2PI + logvar_q + (logvar_p.exp() + (mu_p - mu_q).pow(2)) * torch.exp(-logvar_q)).sum(-1)
 
 
+def gaussian_mutual_information(cov: Tensor, dim_x: int) -> Tensor:
+    """Mutual information ``I(x; z)`` of jointly Gaussian vectors, from their covariance.
+
+    ``cov``: (..., n, n), the covariance of the stacked vector ``(x, z)``
+    whose first ``dim_x`` coordinates are ``x`` and the other ``n - dim_x``
+    are ``z``; it must be symmetric positive definite.  Returns (...,) in nats:
+
+        I(x; z) = h(x) + h(z) - h(x, z) = 1/2 [log det C_xx + log det C_zz - log det C],
+
+    the differential entropies' ``log(2 pi e)`` terms cancelling.  The means do
+    not matter, and neither do the units: rescaling ``x`` or ``z`` leaves it
+    unchanged.  For two scalars with correlation ``rho`` it is
+    ``-1/2 log(1 - rho^2)``.  Reference: Cover and Thomas (2006), section 8.5
+    and example 8.5.1.
+    """
+    if not isinstance(cov, Tensor) or not torch.is_floating_point(cov):
+        raise VaelibError("cov must be a floating-point torch.Tensor of shape (..., n, n)")
+    if cov.dim() < 2 or cov.shape[-1] != cov.shape[-2] or cov.shape[-1] < 2:
+        raise VaelibError(f"cov must be a square matrix (..., n, n) with n >= 2, got shape {tuple(cov.shape)}")
+    n = cov.shape[-1]
+    dim_x = _checks.count("dim_x", dim_x)
+    if dim_x >= n:
+        raise VaelibError(f"dim_x must leave at least one coordinate for z: 1 <= dim_x < {n}, got {dim_x}")
+    if not torch.allclose(cov, cov.transpose(-1, -2), rtol=1e-5, atol=1e-8):
+        raise VaelibError("cov must be symmetric")
+
+    def log_det(c: Tensor) -> Tensor:  # via Cholesky, which also checks positive definiteness
+        chol, info = torch.linalg.cholesky_ex(c)
+        if (info != 0).any():
+            raise VaelibError("cov must be positive definite (a Cholesky factorisation failed)")
+        return 2.0 * chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+
+    info = 0.5 * (log_det(cov[..., :dim_x, :dim_x]) + log_det(cov[..., dim_x:, dim_x:]) - log_det(cov))
+    return info.clamp_min(0)  # Fischer's inequality makes it >= 0; rounding can give -1e-16
+
+
+def bits_per_dim(nll: Tensor | float, num_dims: int) -> Tensor:
+    """Convert a negative log-likelihood in nats per example to bits per dimension.
+
+    ``bpd = nll / (num_dims * ln 2)``: divide by ``ln 2`` for bits, and by the
+    number of dimensions (``P = 784`` pixels for MNIST) for a number that
+    data sets of different sizes share.  ``nll``: ``-log p(x)`` in nats, any
+    shape (a Python float gives a 0-dim tensor); negate a log-likelihood or an
+    ELBO first.  For discrete data it is >= 0, and a model that gives every
+    one of ``L`` levels per dimension the same probability scores
+    ``log2(L)`` bits per dimension (8 for 8-bit images); a density on
+    continuous data can score below zero.  Returns a tensor of ``nll``'s shape.
+    Reference: Theis, van den Oord and Bethge (2016), *A note on the evaluation of generative models*.
+    """
+    num_dims = _checks.count("num_dims", num_dims)
+    if not isinstance(nll, Tensor):
+        nll = torch.as_tensor(_checks.number("nll", nll), dtype=torch.get_default_dtype())
+    elif not torch.is_floating_point(nll):
+        raise VaelibError(f"nll must be a floating-point tensor of nats, got dtype {nll.dtype}")
+    return nll / (num_dims * math.log(2.0))
+
+
 def gaussian_kl_monte_carlo(
     mu_q: Tensor,
     logvar_q: Tensor,
@@ -194,8 +319,7 @@ def gaussian_kl_monte_carlo(
     estimate is unbiased; compare it with :func:`vaelib.gaussian.gaussian_kl`.  Randomness
     comes from ``generator`` (on the inputs' device).
     """
-    if n_samples < 2:
-        raise VaelibError(f"n_samples must be >= 2 to give a standard error, got {n_samples}")
+    n_samples = _checks.count("n_samples (at least 2, for a standard error)", n_samples, minimum=2)
     mu_q, logvar_q, mu_p, logvar_p = torch.broadcast_tensors(mu_q, logvar_q, mu_p, logvar_p)
     z = reparameterize(mu_q, logvar_q, n_samples, generator=generator)  # (S, ..., D)
     log_ratio = log_normal(z, mu_q, logvar_q) - log_normal(z, mu_p, logvar_p)  # (S, ...)
@@ -313,8 +437,7 @@ def fit_gaussian(
     """
     if direction not in ("forward", "reverse"):
         raise VaelibError(f"direction must be 'forward' (KL(p||q)) or 'reverse' (KL(q||p)), got {direction!r}")
-    if steps < 1:
-        raise VaelibError(f"steps must be >= 1, got {steps}")
+    steps = _checks.count("steps", steps)
     _check_grid(grid)
     with torch.no_grad():
         log_p_grid = log_p(grid) if callable(log_p) else torch.as_tensor(log_p)
@@ -328,28 +451,21 @@ def fit_gaussian(
             return kl_on_grid(log_p_grid, log_q_grid, grid)
         return kl_on_grid(log_q_grid, log_p_grid, grid)
 
-    # Adam (Kingma and Ba 2015) written out for the two parameters (mu, log sigma);
-    # torch.optim would work too but costs seconds of import time on first use.
-    params = torch.tensor([float(mu0), 0.5 * float(logvar0)], dtype=grid.dtype, device=grid.device)
-    m = torch.zeros_like(params)
-    v = torch.zeros_like(params)
-    beta1, beta2, tiny = 0.9, 0.999, 1e-8
+    # (mu, log sigma), fitted by torch's Adam with the rate cosine-annealed from lr at step 0 towards 0.
+    params = torch.tensor([float(mu0), 0.5 * float(logvar0)], dtype=grid.dtype, device=grid.device, requires_grad=True)
+    optimizer = torch.optim.Adam([params], lr=_checks.number("lr", lr, positive=True))
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     history = torch.empty(steps, dtype=grid.dtype, device=grid.device)
     for step in range(steps):
-        params.requires_grad_(True)
+        optimizer.zero_grad()
         loss = divergence(params)
-        (grad,) = torch.autograd.grad(loss, params)
-        with torch.no_grad():
-            history[step] = loss
-            m = beta1 * m + (1 - beta1) * grad
-            v = beta2 * v + (1 - beta2) * grad.pow(2)
-            m_hat = m / (1 - beta1 ** (step + 1))
-            v_hat = v / (1 - beta2 ** (step + 1))
-            step_lr = 0.5 * lr * (1 + math.cos(math.pi * step / steps))  # cosine annealing to 0
-            params = params - step_lr * m_hat / (v_hat.sqrt() + tiny)
+        loss.backward()
+        history[step] = loss.detach()
+        optimizer.step()
+        schedule.step()
     with torch.no_grad():
         final = divergence(params)
-    return GaussianFit(params[0].clone(), 2.0 * params[1], final, history)
+        return GaussianFit(params[0].clone(), 2.0 * params[1], final, history)
 
 
 # --------------------------------------------------------------------------- codes and classes
@@ -389,8 +505,8 @@ def histogram_classifier(
                 f"the labels of {name} must be an integer tensor ({codes.shape[0]},), "
                 f"got dtype {labels.dtype}, shape {tuple(labels.shape)}"
             )
-    if bins < 1 or not limit > 0:
-        raise VaelibError(f"bins must be a positive integer and limit a positive number, got {bins} and {limit}")
+    bins, limit = _checks.count("bins", bins), _checks.number("limit", limit, positive=True)
+    z_fit, z = _checks.finite("z_fit", z_fit), _checks.finite("z", z)  # a NaN code has no cell
     z_fit, y_fit, z, y = (t.detach().cpu() for t in (z_fit, y_fit, z, y))
     num_classes = int(y_fit.max()) + 1
     if y.min() < 0 or y_fit.min() < 0 or y.max() >= num_classes:

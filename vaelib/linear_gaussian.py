@@ -30,6 +30,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from . import _checks
 from .elbo import log_mean_exp
 from .errors import VaelibError
 from .gaussian import LOG_2PI, kl_standard_normal, log_normal
@@ -204,10 +205,13 @@ class LinearGaussian(nn.Module):
             &\qquad\qquad + \operatorname{tr}\big((S + m_n m_n^\top) W^\top W\big)\Big]
 
         (Tipping and Bishop 1999, eqs. 27-30).  Each step never lowers the
-        average ``log p(x)``.  ``learn_variance=False`` keeps sigma^2.
+        average ``log p(x)``.  ``learn_variance=False`` keeps sigma^2.  Data
+        with NaN or infinite values are refused (they would make every
+        weight NaN).
         """
-        if x.dim() != 2 or x.shape[1] != self.input_dim:
-            raise VaelibError(f"x must be (N, {self.input_dim}), got {tuple(x.shape)}")
+        if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[1] != self.input_dim or x.shape[0] == 0:
+            raise VaelibError(f"x must be (N, {self.input_dim}) with N >= 1, got {tuple(getattr(x, 'shape', ()))}")
+        _checks.finite("x", x)
         N = x.shape[0]
         b = x.mean(0)  # (P,) the maximum-likelihood offset, whatever W and sigma^2 are
         m, S = LinearGaussian(self.W, b, float(self.logvar_x)).posterior(x)  # E-step, with b at its optimum
@@ -251,6 +255,8 @@ def fit_linear_encoder(x: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     """
     if x.dim() != 2 or target.dim() != 2 or x.shape[0] != target.shape[0]:
         raise VaelibError(f"x must be (N, P) and target (N, D), got {tuple(x.shape)} and {tuple(target.shape)}")
+    _checks.finite("x", x)
+    _checks.finite("target", target)
     design = torch.cat([x, torch.ones_like(x[:, :1])], dim=1)  # (N, P + 1)
     coef = torch.linalg.lstsq(design, target).solution  # (P + 1, D)
     return coef[:-1], coef[-1]

@@ -1,9 +1,9 @@
-"""The VAE (chapters 4 and 5), optionally conditioned on a class label.
+"""The VAE (chapters 4 and 5), optionally conditioned on a class label, and :func:`build_model`.
 
 A frozen config dataclass describes a model completely;
-:func:`vaelib.build_model` rebuilds a model from its config, which is how
-checkpoints restore it.  The
-parameter names (``encoder.*``, ``to_mu``, ``to_logvar``, ``decoder.*``,
+:func:`vaelib.build_model` builds the model a config describes (a ``VAE`` or
+an ``Autoencoder``), which is how checkpoints restore it.  The parameter
+names (``encoder.*``, ``to_mu``, ``to_logvar``, ``decoder.*``,
 ``x_logvar``) are frozen: the pretrained weights shipped with vaelib rely on
 them.
 """
@@ -11,7 +11,7 @@ them.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -19,50 +19,20 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import _checks
-from .elbo import bernoulli_log_likelihood
+from .autoencoder import Autoencoder, AutoencoderConfig
+from .bernoulli import bernoulli_log_likelihood
 from .errors import VaelibError
 from .gaussian import log_normal, reparameterize
+from .layers import ACTIVATIONS, mlp, normalise_config
+from .streams import STREAMS
 
-__all__ = ["VAEConfig", "VAE"]
+__all__ = ["VAEConfig", "VAE", "build_model", "init_output_bias"]
 
-ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU, "softplus": nn.Softplus}
 ARCHITECTURES = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian")
 # A learned per-pixel variance is floored at this log-variance (sigma >= 0.01 on [0, 1] pixels): without a floor,
 # pixels that are always 0 (MNIST's border) let sigma -> 0 and the log-density grow without bound.
 GAUSSIAN_LOGVAR_FLOOR = math.log(1e-4)
-
-
-def mlp(dims: list[int], activation: str | None, final_activation: bool = False) -> nn.Sequential:
-    """Linear layers through ``dims`` with ``activation`` between them (and after the last if asked)."""
-    layers: list[nn.Module] = []
-    for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
-        layers.append(nn.Linear(d_in, d_out))
-        if activation is not None and (i < len(dims) - 2 or final_activation):
-            layers.append(ACTIVATIONS[activation]())
-    return nn.Sequential(*layers)
-
-
-def normalise_config(config) -> None:
-    """Check a config's choices and counts, and store sequence fields as tuples of ints.
-
-    Tuples make configs built from lists (JSON, argparse) compare equal to,
-    and hash like, configs built from tuples.  ``config.choices`` maps a
-    field to its allowed values; the CLI reads the same mapping.
-    """
-    for f in fields(config):
-        value = getattr(config, f.name)
-        if f.name in config.choices:
-            _checks.choice(f.name, value, config.choices[f.name])
-        elif isinstance(value, (list, tuple)):
-            try:
-                value = tuple(_checks.count(f.name, v) for v in value)
-            except VaelibError:
-                raise VaelibError(f"{f.name} must be a sequence of positive integers, got {value!r}") from None
-            object.__setattr__(config, f.name, value)  # frozen dataclass: the documented way to normalise a field
-    if len(config.image_shape) != 3:
-        raise VaelibError(f"image_shape must be (C, H, W) with positive sizes, got {config.image_shape}")
-    object.__setattr__(config, "latent_dim", _checks.count("latent_dim", config.latent_dim))
 
 
 @dataclass(frozen=True)
@@ -167,11 +137,23 @@ class VAE(nn.Module):
                 self.register_buffer("x_logvar", logvar)
 
     def _with_label(self, h: Tensor, y: Tensor | None) -> Tensor:
-        """``[h, onehot(y)]`` for a conditional model (y broadcast over h's leading dims); h itself otherwise."""
-        y = _checks.labels(y, h.shape[-2], self.config.num_classes)
+        """``[h, onehot(y)]`` for a conditional model (y broadcast over h's leading dims); h itself otherwise.
+
+        Only the labels' shape is checked here, at every step; their range is
+        checked once per call by the entry points (``objective``, ``fit``, ...),
+        since reading it would wait for a GPU.  On the CPU ``one_hot`` checks it anyway.
+        """
+        num_classes = self.config.num_classes
+        y = _checks.labels(y, h.shape[-2], num_classes, values=False)
         if y is None:
             return h
-        onehot = F.one_hot(y.to(h.device), self.config.num_classes).to(h.dtype)  # (B, C)
+        try:
+            onehot = F.one_hot(y.to(h.device), num_classes).to(h.dtype)  # (B, C)
+        except RuntimeError:  # a label outside [0, C), found by one_hot's own check on the CPU
+            lo, hi = int(y.min()), int(y.max())  # on the CPU: no device to wait for
+            if 0 <= lo and hi < num_classes:
+                raise
+            raise VaelibError(f"labels must lie in [0, {num_classes}), got values in [{lo}, {hi}]") from None
         return torch.cat([h, onehot.expand(*h.shape[:-1], -1)], dim=-1)
 
     def encode(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -209,3 +191,56 @@ class VAE(nn.Module):
         mu, logvar = self.encode(x, y)  # (B, D) each
         z = reparameterize(mu, logvar, generator=generator)  # (B, D)
         return self.decode(z, y), mu, logvar
+
+
+MODELS = {"VAE": (VAEConfig, VAE), "Autoencoder": (AutoencoderConfig, Autoencoder)}  # kind: (config, model)
+
+
+def build_model(config, *, seed: int | None = None) -> nn.Module:
+    """The model a config describes: a ``VAE`` for a :class:`VAEConfig`, an ``Autoencoder`` for an
+    ``AutoencoderConfig``.
+
+    With ``seed`` the initial weights are drawn from the "init" random stream
+    of that seed (``vaelib.streams.STREAMS``) without touching torch's
+    global generator; without it they come from the global generator.
+    """
+    for config_cls, model_cls in MODELS.values():
+        if isinstance(config, config_cls):
+            if seed is None:
+                return model_cls(config)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(_checks.count("seed", seed, minimum=0) + STREAMS["init"])
+                return model_cls(config)
+    raise VaelibError(f"build_model needs a VAEConfig or AutoencoderConfig, got {type(config).__name__}")
+
+
+@torch.no_grad()
+def init_output_bias(model: nn.Module, x: Tensor) -> None:
+    r"""Set the decoder's output bias so that it decodes the mean training image when its last hidden layer is 0.
+
+    For a Bernoulli decoder the bias of pixel :math:`j` becomes the logit of
+    the mean pixel, :math:`b_j = \log \bar x_j - \log(1 - \bar x_j)` with
+    :math:`\bar x_j = \frac{1}{N} \sum_n x_{nj}` clipped to [0.001, 0.999]
+    (so that pixels that are always 0 get a finite bias); for a Gaussian
+    decoder it becomes :math:`\bar x_j` itself.  Burda, Grosse and
+    Salakhutdinov's code starts every model so (``get_train_bias_np``); the
+    decoder then needs no early epochs to learn where the strokes usually are.
+
+    ``model``: a :class:`VAE` with ``architecture="mlp"``; ``x``: (N, P) training inputs in [0, 1].
+    """
+    if not isinstance(model, VAE) or model.config.architecture != "mlp":
+        raise VaelibError(
+            f"init_output_bias needs a VAE with architecture='mlp' (one output bias per pixel), "
+            f"got {type(model).__name__}{'' if not isinstance(model, VAE) else ' with ' + model.config.architecture}"
+        )
+    x = _checks.images(x, model.input_dim, bernoulli=model.likelihood == "bernoulli")
+    if x.shape[0] == 0:
+        raise VaelibError("init_output_bias needs at least one training image to take the mean of")
+    x_mean = x.double().mean(dim=0)  # (P,); float64: a mean over 60,000 images
+    if model.likelihood == "bernoulli":
+        x_mean = x_mean.clamp(1e-3, 1 - 1e-3)
+        bias = torch.log(x_mean) - torch.log1p(-x_mean)  # logit
+    else:
+        bias = x_mean
+    output = model.decoder[-1]  # the last Linear layer: (B, H) -> (B, P)
+    output.bias.copy_(bias.to(output.bias))

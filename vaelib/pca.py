@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from . import _checks
 from .errors import VaelibError
 
 __all__ = [
@@ -64,7 +65,8 @@ def fit_pca(x: Tensor, D: int) -> tuple[Tensor, Tensor, Tensor]:
     N, P = x.shape
     if N < 2:
         raise VaelibError(f"PCA needs at least 2 examples, got {N}")
-    if not 1 <= D <= min(N, P):
+    D = _checks.count("D", D)
+    if not D <= min(N, P):
         raise VaelibError(f"D must be between 1 and min(N, P) = {min(N, P)}, got {D}")
     mean = x.mean(0)  # (P,)
     _, s, vh = torch.linalg.svd(x - mean, full_matrices=False)  # s (K,), vh (K, P), K = min(N, P)

@@ -5,10 +5,13 @@ state dict (no optimizer state), loadable with
 ``torch.load(..., weights_only=True)``, and ``<name>.json``, its record: the
 model and training configs, epochs, wall time, machine, the command that
 reproduces it, the per-epoch history, the test metrics and the SHA-256 of the
-weight file.  ``benchmarks/pretrained.py`` trains and exports them.
+weight file.  ``benchmarks/pretrained.py`` trains and exports them.  A
+missing or damaged record is an error that names its file, and it does not
+stop the other models from loading.
 
-The module also keeps the published numbers that the Burda et al. models are
-compared with.
+The module also keeps the recipe of the ``burda-*`` models (their
+architecture and training split); the numbers Burda et al. published are in
+:mod:`vaelib.burda`.
 """
 
 from __future__ import annotations
@@ -21,16 +24,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import build_model, config_from_dict
+from .checkpoint import config_from_dict
 from .devices import resolve_device
 from .errors import CheckpointError, VaelibError
-from .models import VAEConfig
+from .models import VAEConfig, build_model
 
-__all__ = ["load_pretrained", "pretrained_models", "BURDA_PUBLISHED_NLL", "BURDA_N_TRAIN", "burda_config"]
+__all__ = ["load_pretrained", "pretrained_models", "BURDA_N_TRAIN", "burda_config"]
 
-# Burda, Grosse and Salakhutdinov (2016), Table 1, one stochastic layer: test NLL (nats) by training k.
-BURDA_PUBLISHED_NLL = {1: 86.76, 5: 85.54, 50: 84.78}
 BURDA_N_TRAIN = 59_600  # they train on the first 59,600 MNIST images and keep the last 400 for validation
+RECORD_KEYS = ("model_kind", "model_config", "sha256")  # what loading a model needs of its record
 
 
 def burda_config() -> VAEConfig:
@@ -42,13 +44,35 @@ def _weights_dir() -> Path:
     return Path(str(resources.files("vaelib") / "weights"))
 
 
+def _names() -> list[str]:
+    """The shipped models: every name with a record or a weight file."""
+    return sorted({path.stem for pattern in ("*.json", "*.pt") for path in _weights_dir().glob(pattern)})
+
+
+def _record(name: str) -> dict:
+    """The record of model ``name``, or a :class:`CheckpointError` that names its file and what is wrong."""
+    path = _weights_dir() / f"{name}.json"
+    if not path.is_file():
+        raise CheckpointError(f"the record of {name!r} is missing: no file {path} beside its weights; reinstall vaelib")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(
+            f"{path} is not a readable record ({type(err).__name__}: {err}); reinstall vaelib"
+        ) from err
+    missing = [key for key in RECORD_KEYS if not isinstance(record, dict) or key not in record]
+    if missing:
+        raise CheckpointError(f"{path} is an incomplete record: it lacks {', '.join(missing)}; reinstall vaelib")
+    return record
+
+
 def pretrained_models() -> dict[str, dict]:
-    """The records of the shipped models, by name (see the module docstring for what a record holds)."""
-    records = {}
-    for path in sorted(_weights_dir().glob("*.json")):
-        with open(path, encoding="utf-8") as f:
-            records[path.stem] = json.load(f)
-    return records
+    """The records of the shipped models, by name (see the module docstring for what a record holds).
+
+    Raises :class:`CheckpointError` naming the file when a record is
+    missing or damaged; :func:`load_pretrained` still loads the other models.
+    """
+    return {name: _record(name) for name in _names()}
 
 
 def _sha256(path: Path) -> str:
@@ -63,13 +87,14 @@ def load_pretrained(name: str, device: str = "cpu") -> nn.Module:
     """The shipped model ``name``, with its trained weights, in eval mode on ``device``.
 
     Raises :class:`VaelibError` listing the available names for an unknown
-    one, and :class:`CheckpointError` naming the file when the weights are
-    corrupt or their SHA-256 does not match the record.
+    one, and :class:`CheckpointError` naming the file when the record is
+    missing or damaged, or the weights are corrupt or their SHA-256 does not
+    match the record.  Only this model's files are read.
     """
-    records = pretrained_models()
-    if name not in records:
-        raise VaelibError(f"no pretrained model {name!r}; available: {', '.join(sorted(records)) or 'none'}")
-    record = records[name]
+    names = _names()
+    if name not in names:
+        raise VaelibError(f"no pretrained model {name!r}; available: {', '.join(names) or 'none'}")
+    record = _record(name)
     path = _weights_dir() / f"{name}.pt"
     if not path.is_file():
         raise CheckpointError(f"the weights of {name!r} are missing: no file {path}; reinstall vaelib")

@@ -11,7 +11,11 @@ warm-up, evaluation on held-out data, atomic checkpoints after every epoch,
 resuming, a time limit and a progress bar.  Its randomness comes from the
 named streams of :mod:`vaelib.streams`, and the training stream's state is
 checkpointed, so a resumed run continues exactly as an uninterrupted one
-would (on the CPU).
+would on the same kind of device; on another (a GPU run resumed on a CPU, or
+the reverse) it continues from a stream reseeded from the saved state.
+
+Every entry point checks its input once (``train_epoch`` with ``check=True``,
+``evaluate``, ``fit``) and passes ``check=False`` down to the per-step code.
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ import bisect
 import itertools
 import math
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -30,11 +33,12 @@ import torch
 from torch import Tensor, nn
 
 from . import _checks, streams
-from .checkpoint import load_checkpoint, remove_stale_temporaries, restore_weights, save_checkpoint
+from .checkpoint import load_checkpoint, restore_weights, save_checkpoint, writable_path
 from .data import binarize
 from .devices import resolve_device
-from .elbo import kl_warmup, log_marginal_likelihood, objective
+from .elbo import _check_memory, _log_marginal_likelihood, kl_warmup, objective
 from .errors import CheckpointError, VaelibError
+from .models import init_output_bias
 
 __all__ = ["TrainConfig", "learning_rate", "train_epoch", "evaluate", "fit"]
 
@@ -49,6 +53,9 @@ class TrainConfig:
     epochs: int = 10  #: passes over the training set
     batch_size: int = 128  #: examples per Adam step
     lr: float = 1e-3  #: Adam learning rate (the initial one under a schedule)
+    adam_beta1: float = 0.9  #: Adam's decay of the gradient's running mean (Burda et al.'s code: 0.99)
+    adam_eps: float = 1e-8  #: Adam's epsilon, added to the root of the squared-gradient average (Burda et al.: 1e-4)
+    init_output_bias: bool = False  #: start the decoder's output bias at the training data's mean pixel (Burda et al.)
     lr_schedule: str = "constant"  #: "constant", or "burda": Burda et al.'s 8 passes of 3^i epochs, laid over epochs
     beta: float = 1.0  #: weight of the KL term (1 is the ELBO; a beta-VAE otherwise)
     warmup_epochs: int = 0  #: linear KL warm-up from beta/warmup_epochs to beta over this many epochs
@@ -69,6 +76,12 @@ class TrainConfig:
         for name in ("warmup_epochs", "seed"):
             object.__setattr__(self, name, _checks.count(name, getattr(self, name), minimum=0))
         object.__setattr__(self, "lr", _checks.number("lr", self.lr, positive=True))
+        object.__setattr__(self, "adam_eps", _checks.number("adam_eps", self.adam_eps, positive=True))
+        object.__setattr__(self, "adam_beta1", _checks.number("adam_beta1", self.adam_beta1, minimum=0.0))
+        if self.adam_beta1 >= 1:
+            raise VaelibError(f"adam_beta1 must be in [0, 1), got {self.adam_beta1}")
+        if not isinstance(self.init_output_bias, bool):
+            raise VaelibError(f"init_output_bias must be True or False, got {self.init_output_bias!r}")
         object.__setattr__(self, "beta", _checks.number("beta", self.beta, minimum=0.0))
         for name, allowed in self.choices.items():
             _checks.choice(name, getattr(self, name), allowed)
@@ -133,20 +146,24 @@ def train_epoch(
     y: Tensor | None = None,
     generator: torch.Generator | None = None,
     amp: bool = False,
+    check: bool = True,
 ) -> dict[str, float]:
     """One pass over ``x`` (N, P) in shuffled mini-batches, ascending :func:`objective`.
 
-    ``x`` lives on the model's device and was checked once (values in
-    [0, 1] for a Bernoulli decoder).  ``pixels="dynamic"`` redraws binary
+    ``x`` lives on the model's device.  ``pixels="dynamic"`` redraws binary
     pixels from the grey levels for every batch.  ``generator`` drives the
     shuffle, the pixels and the reparameterization noise.  Returns the
     epoch's means over the examples (nats): ``objective``, ``elbo``,
     ``reconstruction`` and ``kl`` (an autoencoder has no ``elbo`` or ``kl``).
+    Bad input is a ``VaelibError`` before the first step; ``check=False``
+    skips the pass over the values of ``x`` and ``y``, for data checked once
+    already (as :func:`fit` does).
     """
-    _checks.choice("pixels", pixels, PIXELS)
+    x, batch_size = _check_epoch(model, x, optimizer, batch_size, k, pixels, y,
+                                 generator, check)
     model.train()
     totals: dict[str, Tensor] = {}
-    bf16 = amp and x.device.type == "cuda"  # bfloat16 autocast, where it pays
+    bf16 = _bf16(amp, x.device)  # bfloat16 autocast, where it pays: on CUDA
     order = torch.randperm(len(x), generator=generator, device=x.device)  # new shuffle
     for i in range(0, len(x), batch_size):
         index = order[i : i + batch_size]
@@ -169,20 +186,37 @@ def train_epoch(
 # fmt: on
 
 
-def _reference(model: nn.Module) -> Tensor:
-    """A parameter of the model, for its device and dtype."""
-    tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
-    if tensor is None:
+def _bf16(amp: bool, device: torch.device) -> bool:
+    """Whether an epoch runs under bfloat16 autocast: when ``amp`` asks for it and on CUDA, where it pays."""
+    return bool(amp) and device.type == "cuda"
+
+
+def _check_epoch(model, x, optimizer, batch_size, k, pixels, y, generator, check) -> tuple[Tensor, int]:
+    """:func:`train_epoch`'s arguments, checked before its first step: ``x`` (flattened, in the model's dtype)
+    and the batch size as an int."""
+    _checks.choice("pixels", pixels, PIXELS)
+    batch_size, k = _checks.count("batch_size", batch_size), _checks.count("k", k)
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise VaelibError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    if not any(id(p) in held for p in model.parameters()):
+        raise VaelibError(
+            "the optimizer holds none of the model's parameters, so training would change nothing (was it made "
+            "for another model?); create it from this one, e.g. torch.optim.Adam(model.parameters())"
+        )
+    x = _checks.inputs(model, x, values=check, binarizing=pixels == "dynamic", same_device=True)
+    _checks.model_labels(model, y, x.shape[0], values=check)
+    _checks.generator(generator, x.device)
+    if check and k > 1:
+        _check_memory(model, min(batch_size, x.shape[0]), k, x.device)
+    return x, batch_size
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    ref = _checks.reference(model)
+    if ref is None:
         raise VaelibError(f"{type(model).__name__} has no parameters or buffers to place data next to")
-    return tensor
-
-
-def _data(model: nn.Module, x: Tensor, *, grey_ok: bool = True, check: bool = True) -> Tensor:
-    """x flattened, checked and cast to the model's dtype (still on its own device)."""
-    bernoulli = getattr(model, "likelihood", None) == "bernoulli"
-    return _checks.images(
-        x, model.input_dim, bernoulli=bernoulli and grey_ok, values=check, dtype=_reference(model).dtype
-    )
+    return ref.device
 
 
 @torch.no_grad()
@@ -198,61 +232,59 @@ def evaluate(
     """Mean ELBO, reconstruction and KL of ``x`` (nats per example) and, with
     ``k > 1``, the importance-sampled negative log-likelihood ``nll = -mean L_k``.
 
-    ``x``: (N, P) on the model's device or the CPU, any floating dtype.  The
-    noise comes from a generator seeded with ``seed``.  For an
-    :class:`vaelib.Autoencoder` only ``reconstruction`` is returned: minus
-    the squared error summed over pixels, not nats.
+    ``x``: (N, P) on the model's device or the CPU, any floating dtype, with
+    labels ``y`` (N,) for a conditional model.  The noise comes from a
+    generator seeded with ``seed``.  The model is scored in eval mode and
+    left in the mode it was in.  For an :class:`vaelib.Autoencoder` only
+    ``reconstruction`` is returned: minus the squared error summed over
+    pixels, not nats.
     """
-    k = _checks.count("k", k)
-    batch_size = _checks.count("batch_size", batch_size)
-    device = _reference(model).device
-    x = _data(model, x)
+    k, batch_size = _checks.count("k", k), _checks.count("batch_size", batch_size)
+    seed = _checks.count("seed", seed, minimum=0)
+    device = _model_device(model)
+    x = _checks.inputs(model, x)
+    y = _checks.model_labels(model, y, x.shape[0])
+    if k > 1:
+        _check_memory(model, min(batch_size, 100, x.shape[0]), k, device, chunk=1)
+    return _scores(model, x, y, k, batch_size, seed)
+
+
+def _scores(model: nn.Module, x: Tensor, y: Tensor | None, k: int, batch_size: int, seed: int) -> dict[str, float]:
+    """:func:`evaluate` on inputs and labels checked already."""
+    device = _model_device(model)
     was_training = model.training
     model.eval()
-    generator = torch.Generator(device=device).manual_seed(int(seed))
+    generator = torch.Generator(device=device).manual_seed(seed)
     totals: dict[str, Tensor] = {}
-    for i in range(0, x.shape[0], batch_size):
-        y_batch = None if y is None else y[i : i + batch_size]
-        terms = objective(model, x[i : i + batch_size].to(device), y=y_batch, generator=generator, check=False)
-        for name, value in terms.items():
-            if name != "objective":  # evaluation reports the ELBO (beta = 1), whatever training weighted
-                totals[name] = totals.get(name, 0.0) + value.float().sum()
-    scores = {name: (total / x.shape[0]).item() for name, total in totals.items()}
-    if k > 1 and "elbo" in scores:
-        lml = log_marginal_likelihood(model, x, k, y=y, batch_size=min(batch_size, 100), generator=generator)
-        scores["nll"] = -lml.mean().item()
-    model.train(was_training)
+    try:
+        for i in range(0, x.shape[0], batch_size):
+            y_batch = None if y is None else y[i : i + batch_size]
+            terms = objective(model, x[i : i + batch_size].to(device), y=y_batch, generator=generator, check=False)
+            for name, value in terms.items():
+                if name != "objective":  # evaluation reports the ELBO (beta = 1), whatever training weighted
+                    totals[name] = totals.get(name, 0.0) + value.float().sum()
+        scores = {name: (total / x.shape[0]).item() for name, total in totals.items()}
+        if k > 1 and "elbo" in scores:
+            lml = _log_marginal_likelihood(model, x, k, y=y, batch_size=min(batch_size, 100), generator=generator)
+            scores["nll"] = -lml.mean().item()
+    finally:
+        model.train(was_training)
     return scores
 
 
-def _prepare(x: Tensor | None, model: nn.Module, config: TrainConfig, device, split: str) -> Tensor | None:
-    """The data set on the training device, binarized once when the protocol says so."""
+def _prepare(model: nn.Module, x, y, config: TrainConfig, device, split: str) -> tuple[Tensor | None, Tensor | None]:
+    """A data set and its labels, each checked once, on the training device; binarized once where the protocol
+    says so."""
     if x is None:
-        return None
-    x = _data(model, x, grey_ok=config.pixels == "grey")
-    if config.pixels != "grey":
-        lo, hi = (v.item() for v in torch.aminmax(x))
-        if lo < 0 or hi > 1:
-            raise VaelibError("binarization needs grey levels in [0, 1]; scale the images (x / 255) first")
-    x = x.to(device)
+        if y is not None:
+            raise VaelibError(f"y_{split} was given without x_{split}; pass both, or neither")
+        return None, None
+    x = _checks.inputs(model, x, binarizing=config.pixels != "grey").to(device)
+    y = _checks.model_labels(model, y, x.shape[0])
     if config.pixels == "fixed" or (config.pixels == "dynamic" and split == "test"):
         # Fixed binarization, and the test set under dynamic binarization: one seeded draw kept for good.
-        x = binarize(x, streams.generator(config.seed, f"{split}_pixels", device))
-    return x
-
-
-def _check_writable(path: Path) -> None:
-    """Fail before training, not after an epoch, when the checkpoint cannot be written."""
-    if path.is_dir():
-        raise CheckpointError(f"{path} is a directory; name a checkpoint file inside it, e.g. {path / 'checkpoint.pt'}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path.parent):
-            pass
-    except OSError as err:
-        raise CheckpointError(
-            f"cannot write the checkpoint {path}: {err.strerror or err}; choose a directory you can write to"
-        ) from err
+        x = binarize(x, streams.generator(config.seed, f"{split}_pixels", device), check=False)
+    return x, None if y is None else y.to(device)
 
 
 def fit(
@@ -267,126 +299,135 @@ def fit(
     resume: bool = True,
     time_limit: float | None = None,
     progress: bool | None = None,
-    dataset: str | None = None,
 ) -> list[dict]:
     """Train ``model`` with Adam, one :func:`train_epoch` after another, and return its history.
 
-    ``x_train`` (N, P) and ``x_test`` (M, P) hold inputs in [0, 1] (any
-    device and floating dtype; they are moved to the training device once),
-    with labels ``y_train``/``y_test`` for a conditional VAE.  A VAE
-    maximises the ELBO (``k = 1``, KL weighted by ``beta`` and the warm-up)
-    or ``L_k``; an Autoencoder minimises squared error.  Each history entry
-    holds ``epoch``, ``beta``, ``lr``, ``train_loss`` (minus the objective),
-    ``train_elbo``, ``train_reconstruction``, ``train_kl``, the same for
-    ``test_`` when ``x_test`` is given (every ``eval_every`` epochs, with
-    ``test_nll`` when ``eval_k > 1``) and ``seconds``: nats per example,
-    means over the data.
-
-    With ``checkpoint``, the state is saved atomically after every epoch
-    (with ``dataset``, the data set's name, when given) and, if ``resume``
-    and the file exists, training continues from it.  ``time_limit``
-    (seconds) stops after the epoch that passes it; call again to continue.
-    A loss that turns non-finite stops training with an error and puts the
-    weights back to the last epoch whose loss was finite.  A progress bar
-    shows unless ``progress=False`` or ``CI`` is set.
+    ``x_train`` (N, P) and ``x_test`` (M, P): inputs in [0, 1], with labels ``y_train`` and ``y_test`` for a
+    conditional VAE; each is checked once and moved to ``config.device`` once.  Every history entry holds
+    ``epoch``, ``beta``, ``lr``, ``train_loss`` (minus the objective), ``train_elbo``, ``train_reconstruction``,
+    ``train_kl`` and ``seconds``, and the same ``test_`` scores (with ``test_nll`` when ``eval_k > 1``) every
+    ``eval_every`` epochs and after the last: nats per example.  With ``checkpoint`` the run is saved after every
+    epoch and, with ``resume``, continued from the file (only ``epochs`` and ``device`` may change).
+    ``time_limit`` (seconds) stops after the epoch that passes it.  A non-finite loss is an error that puts the
+    weights back to the last finite epoch's (from the checkpoint, else from a copy kept in memory).  The model
+    is left in eval mode, on ``config.device``, whether fit returns or raises.
     """
+    time_limit = None if time_limit is None else _checks.number("time_limit", time_limit, minimum=0.0)
     device = resolve_device(config.device)
-    model.to(device).train()
+    path = None if checkpoint is None else writable_path(checkpoint)
+    try:
+        train = _prepare(model, x_train, y_train, config, device, "train")  # (x, y)
+        test = _prepare(model, x_test, y_test, config, device, "test")
+        optimizer, generator = _start(model, config, device)
+        history = _resume(path, model, optimizer, generator, config) if path and resume and path.exists() else []
+        if config.init_output_bias and not history:  # a fresh run; a resumed one has its trained bias
+            init_output_bias(model, train[0])
+        # What a non-finite loss puts back: a copy of the weights, or (None) the checkpoint once it holds them.
+        last_finite = _weights(model) if path is None or not history else None
+        started = time.perf_counter()
+        with _progress_bar(progress, config.epochs, len(history)) as bar:
+            for epoch in range(len(history), config.epochs):
+                history.append(_epoch(model, optimizer, generator, config, epoch, train, test, path, last_finite))
+                if path is not None:
+                    save_checkpoint(path, model, **_run_state(optimizer, history, config, generator))
+                last_finite = None if path is not None else _weights(model)
+                _advance(bar, history[-1])
+                if time_limit is not None and time.perf_counter() - started > time_limit:
+                    break
+    finally:
+        model.eval()
+    return history
+
+
+def _start(model: nn.Module, config: TrainConfig, device: torch.device):
+    """The model on the training device, with its Adam optimizer and the run's training generator."""
+    model.to(device)
     # The fused kernel updates all parameters in one pass: on two CPU cores it cuts an epoch of the
     # default model from about 5 s to 3 s (benchmarks/RESULTS.md); the arithmetic is Adam's.
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)
-    generator = streams.generator(config.seed, "train", device)
-    history: list[dict] = []
-    path = Path(checkpoint) if checkpoint is not None else None
-    if path is not None:
-        _check_writable(path)
-        remove_stale_temporaries(path)
-    if path is not None and resume and path.exists():
-        history = _resume(path, model, optimizer, generator, config)
-    start_epoch = history[-1]["epoch"] if history else 0
+    betas = (config.adam_beta1, 0.999)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=betas, eps=config.adam_eps, fused=True)
+    return optimizer, streams.generator(config.seed, "train", device)
 
-    x_train = _prepare(x_train, model, config, device, "train")
-    x_test = _prepare(x_test, model, config, device, "test")
-    num_classes = getattr(getattr(model, "config", None), "num_classes", 0)
-    y_train = _checks.labels(y_train, x_train.shape[0], num_classes)
-    y_train = None if y_train is None else y_train.to(device)
-    y_test = None if x_test is None else _checks.labels(y_test, x_test.shape[0], num_classes)
+
+def _epoch(model, optimizer, generator, config: TrainConfig, epoch: int, train, test, path, last_finite) -> dict:
+    """Train one epoch at its KL weight and learning rate, evaluate the test set when it is due, and return the
+    epoch's history entry; or, when the loss is not finite, put the last finite weights back (``last_finite``, or
+    the checkpoint's when it is None) and raise."""
     started = time.perf_counter()
+    beta, lr = kl_warmup(epoch, config.warmup_epochs, config.beta), learning_rate(epoch, config)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    means = train_epoch(
+        model, train[0], optimizer, batch_size=config.batch_size, beta=beta, k=config.k, pixels=config.pixels,
+        y=train[1], generator=generator, amp=config.amp, check=False,
+    )  # fmt: skip
+    if not math.isfinite(means["objective"]):
+        if last_finite is None:  # the checkpoint holds the last finite epoch
+            restore_weights(model, load_checkpoint(path), path)
+        else:
+            model.load_state_dict(last_finite)
+        raise VaelibError(
+            f"the training loss became non-finite in epoch {epoch + 1}; the model's weights were put back "
+            f"to those after epoch {epoch} (the last finite ones). Lower lr (now {lr}) or check the data"
+        )
+    entry = {"epoch": epoch + 1, "beta": beta, "lr": lr, "train_loss": -means.pop("objective")}
+    entry.update({f"train_{name}": value for name, value in means.items()})
+    if test[0] is not None and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
+        scores = _scores(model, *test, config.eval_k, config.eval_batch_size, config.seed + streams.STREAMS["eval"])
+        entry.update({f"test_{name}": value for name, value in scores.items()})
+    return {**entry, "seconds": _since(started, train[0].device)}
+
+
+def _weights(model: nn.Module) -> dict[str, Tensor]:
+    """A copy of the model's weights: what a non-finite loss puts back when no checkpoint holds them."""
+    return {name: value.detach().clone() for name, value in model.state_dict().items()}
+
+
+def _since(started: float, device: torch.device) -> float:
+    """Seconds since ``started``, once the device has finished its queued work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - started
+
+
+def _progress_bar(progress: bool | None, total: int, initial: int):
+    """A tqdm bar over the epochs, shown as :func:`progress_enabled` says."""
     show = progress_enabled(progress)
     # tqdm.auto picks a notebook widget and warns on import when ipywidgets is missing: import it only to show a bar
     if show:
         from tqdm.auto import tqdm
     else:
         from tqdm import tqdm
-    bar = tqdm(total=config.epochs, initial=start_epoch, disable=not show, desc="epochs", unit="epoch")
-    for epoch in range(start_epoch, config.epochs):
-        t0 = time.perf_counter()
-        beta = kl_warmup(epoch, config.warmup_epochs, config.beta)
-        lr = learning_rate(epoch, config)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        last_finite = {name: value.detach().clone() for name, value in model.state_dict().items()}
-        means = train_epoch(
-            model,
-            x_train,
-            optimizer,
-            batch_size=config.batch_size,
-            beta=beta,
-            k=config.k,
-            pixels=config.pixels,
-            y=y_train,
-            generator=generator,
-            amp=config.amp,
-        )
-        if not math.isfinite(means["objective"]):
-            model.load_state_dict(last_finite)
-            raise VaelibError(
-                f"the training loss became non-finite in epoch {epoch + 1}; the model's weights were put back "
-                f"to those after epoch {epoch} (the last finite ones). Lower lr (now {lr}) or check the data"
-            )
-        entry = {
-            "epoch": epoch + 1,
-            "beta": beta,
-            "lr": lr,
-            "train_loss": -means.pop("objective"),
-            **{f"train_{name}": value for name, value in means.items()},
-        }
-        if x_test is not None and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
-            scores = evaluate(
-                model,
-                x_test,
-                y=y_test,
-                k=config.eval_k,
-                batch_size=config.eval_batch_size,
-                seed=config.seed + streams.STREAMS["eval"],
-            )
-            entry.update({f"test_{name}": value for name, value in scores.items()})
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        entry["seconds"] = time.perf_counter() - t0
-        history.append(entry)
-        if path is not None:
-            save_checkpoint(
-                path,
-                model,
-                optimizer=optimizer.state_dict(),
-                epoch=epoch + 1,
-                history=history,
-                train_config=asdict(config),
-                rng_state=generator.get_state(),
-                dataset=dataset,
-            )
-        bar.update(1)
-        bar.set_postfix(elbo=f"{entry.get('test_elbo', entry.get('train_elbo', -entry['train_loss'])):.2f}")
-        if time_limit is not None and time.perf_counter() - started > time_limit:
-            break
-    bar.close()
-    model.eval()
-    return history
+    return tqdm(total=total, initial=initial, disable=not show, desc="epochs", unit="epoch")
+
+
+def _advance(bar, entry: dict) -> None:
+    """Move the progress bar on by an epoch, showing the epoch's ELBO (test, else train)."""
+    shown = next(entry[key] for key in ("test_elbo", "train_elbo", "train_reconstruction") if key in entry)
+    bar.update(1)
+    bar.set_postfix(elbo=f"{shown:.2f}")
+
+
+def _run_state(optimizer, history: list[dict], config: TrainConfig, generator: torch.Generator) -> dict:
+    """What a checkpoint holds besides the model, to resume the run."""
+    return {
+        "optimizer": optimizer.state_dict(),
+        "epoch": history[-1]["epoch"],
+        "history": history,
+        "train_config": asdict(config),
+        "rng_state": generator.get_state(),
+        "rng_device": generator.device.type,  # the state is device-specific (vaelib.streams.restore)
+    }
 
 
 def _resume(path: Path, model: nn.Module, optimizer, generator, config: TrainConfig) -> list[dict]:
-    """Load a run's state from its checkpoint into the model, optimizer and generator; return its history."""
+    """Load a run's state from its checkpoint into the model, optimizer and generator; return its history.
+
+    A run may resume on another kind of device than it was saved on; the
+    training stream is then reseeded deterministically, so the numbers
+    continue exactly only on the same kind of device (see
+    :func:`vaelib.streams.restore`).
+    """
     state = load_checkpoint(path)
     if "train_config" not in state or "optimizer" not in state:
         raise CheckpointError(f"{path} holds a model but no training state to resume; use another checkpoint path")
@@ -412,5 +453,5 @@ def _resume(path: Path, model: nn.Module, optimizer, generator, config: TrainCon
         )
     restore_weights(model, state, path)
     optimizer.load_state_dict(state["optimizer"])
-    generator.set_state(state["rng_state"].to(generator.get_state().device))
+    streams.restore(generator, state["rng_state"], state.get("rng_device"))
     return list(state["history"])

@@ -1,0 +1,344 @@
+"""Which details of Burda et al.'s training close the gap to their numbers?  A controlled ablation at k = 1.
+
+The model is theirs (784-200-200-50 tanh, Bernoulli decoder, dynamic
+binarization, the first 59,600 training images) and so is the shape of the
+schedule (eight passes of 3^i epochs at 1e-3 * 10^(-i/7)), shrunk to
+``EPOCHS`` epochs.  Each setting changes one training detail of vaelib's
+defaults towards their code, or several together:
+
+* ``bias``: the decoder's output bias starts at the logit of the mean
+  training pixel (``TrainConfig.init_output_bias``);
+* ``eps``: Adam's epsilon 1e-4 instead of 1e-8 (``adam_eps``);
+* ``beta1``: Adam's beta1 0.99 instead of 0.9 (``adam_beta1``);
+* ``all``: the three together; ``all-b20``: the three with batch 20 (theirs)
+  instead of 100, five times as many Adam steps per epoch.
+
+Every setting runs with seeds 0, 1 and 2, and every run is scored the same
+way: the test NLL -L_1000 on all 10,000 test images, binarized once with one
+seed for all runs (a paired comparison), and -L_1000 on the 400 held-out
+training images (their validation set).  ``check-k`` shows on the shipped
+models that L_1000 sits within 0.1 nats of L_5000 and ranks them alike.
+
+    python benchmarks/burda_ablation.py run --time-limit 3000 &   # two workers, one per core
+    python benchmarks/burda_ablation.py run --time-limit 3000 &
+    python benchmarks/burda_ablation.py status
+    python benchmarks/burda_ablation.py report     # -> results/burda_ablation.json
+    python benchmarks/burda_ablation.py check-k    # -> results/burda_ablation_check_k.json
+
+A worker takes the next run that no other worker holds, one thread each,
+with a resumable checkpoint under ``runs/ablation/<run>/``; rerun it to go
+on.  A finished run writes ``results/burda_ablation/<run>.json`` (its
+configs, history and scores) and removes its checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import math
+import statistics
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+
+import vaelib as vl
+from vaelib import streams
+from vaelib.checkpoint import load_checkpoint
+from vaelib.pretrained import BURDA_N_TRAIN, burda_config
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "burda_ablation"
+SUMMARY = HERE / "results" / "burda_ablation.json"
+CHECK_K = HERE / "results" / "burda_ablation_check_k.json"
+RUNS = HERE.parent / "runs" / "ablation"
+EPOCHS = 100
+SEEDS = (0, 1, 2)
+NLL_K = 1000  # importance samples of the score (check-k compares it with 5000)
+SCORE_SEED = 0  # one binarization of the test set and one noise seed for every run
+BASE = vl.TrainConfig(
+    epochs=EPOCHS,
+    batch_size=100,
+    lr=1e-3,
+    lr_schedule="burda",
+    k=1,
+    pixels="dynamic",
+    device="cpu",
+    eval_every=10,  # the held-out ELBO (k = 1) for the learning curves: cheap
+    eval_k=1,
+)
+SETTINGS = {  # name: (what it changes, TrainConfig fields)
+    "baseline": ("vaelib's defaults: PyTorch's bias init, Adam eps 1e-8, beta1 0.9; batch 100", {}),
+    "bias": ("+ output bias at the logit of the mean training pixel", {"init_output_bias": True}),
+    "eps": ("+ Adam eps 1e-4", {"adam_eps": 1e-4}),
+    "beta1": ("+ Adam beta1 0.99", {"adam_beta1": 0.99}),
+    "all": ("+ all three", {"init_output_bias": True, "adam_eps": 1e-4, "adam_beta1": 0.99}),
+    "all-b20": (
+        "+ all three, batch 20",
+        {"init_output_bias": True, "adam_eps": 1e-4, "adam_beta1": 0.99, "batch_size": 20},
+    ),
+}
+
+
+def runs() -> list[tuple[str, str, int]]:
+    """Every run as (run name, setting, seed), seed by seed, so that each setting has a first seed early."""
+    return [(f"{name}-s{seed}", name, seed) for seed in SEEDS for name in SETTINGS]
+
+
+def config(setting: str, seed: int) -> vl.TrainConfig:
+    return replace(BASE, seed=seed, **SETTINGS[setting][1])
+
+
+def _machine() -> str:
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        cpu = "unknown CPU"
+    threads = torch.get_num_threads()
+    return f"{cpu}, {threads} thread{'s' * (threads != 1)}, torch {torch.__version__}"
+
+
+def _data() -> dict[str, torch.Tensor]:
+    """Training images, the 400 held-out ones and the test set, the last two binarized once for every run."""
+    x_train, _ = vl.load("mnist", "train", download=False)
+    x_test, _ = vl.load("mnist", "test", download=False)
+    return {
+        "train": x_train[:BURDA_N_TRAIN],
+        "valid": vl.binarize(x_train[BURDA_N_TRAIN:], streams.generator(SCORE_SEED, "train_pixels")),
+        "test": vl.binarize(x_test, streams.generator(SCORE_SEED, "test_pixels")),
+        "test_grey": x_test,
+    }
+
+
+def _nll(model, x: torch.Tensor, k: int) -> float:
+    """-mean L_k of binary x (nats), with the same noise for every model."""
+    generator = streams.generator(SCORE_SEED, "nll")
+    return -vl.log_marginal_likelihood(model, x, k, generator=generator).mean().item()
+
+
+def train_one(run: str, setting: str, seed: int, data, deadline: float) -> bool:
+    """Train (or resume) one run until it finishes or the deadline passes; score it when finished."""
+    out = RESULTS / f"{run}.json"
+    if out.exists():
+        return True
+    path = RUNS / run / "checkpoint.pt"
+    cfg = config(setting, seed)
+    model = vl.build_model(burda_config(), seed=seed)
+    left = deadline - time.monotonic()
+    if left <= 0:
+        return False
+    history = vl.fit(
+        model,
+        data["train"],
+        data["test_grey"],
+        cfg,
+        checkpoint=path,
+        time_limit=left,
+        progress=False,
+    )
+    if history[-1]["epoch"] < cfg.epochs:
+        return False
+    started = time.perf_counter()
+    model.eval()
+    with torch.no_grad():
+        test_nll = _nll(model, data["test"], NLL_K)
+        valid_nll = _nll(model, data["valid"], NLL_K)
+        elbo = vl.evaluate(model, data["test"], seed=SCORE_SEED)
+    record = {
+        "run": run,
+        "setting": setting,
+        "seed": seed,
+        "changes": SETTINGS[setting][0],
+        "train_config": asdict(cfg),
+        "model_config": asdict(burda_config()),
+        "n_train": BURDA_N_TRAIN,
+        "test_nll": test_nll,
+        "valid_nll": valid_nll,
+        "test_elbo": elbo["elbo"],
+        "test_kl": elbo["kl"],
+        "nll_k": NLL_K,
+        "n_test": data["test"].shape[0],
+        "n_valid": data["valid"].shape[0],
+        "train_seconds": round(sum(h["seconds"] for h in history), 1),
+        "eval_seconds": round(time.perf_counter() - started, 1),
+        "machine": _machine(),
+        "vaelib_version": vl.__version__,
+        "history": history,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if seed == SEEDS[0]:  # kept (not committed) for check-k's L_1000 against L_5000
+        torch.save(model.state_dict(), RUNS / run / "final.pt")
+    tmp = out.with_suffix(".part")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    tmp.replace(out)  # atomic: a result file is whole or absent
+    path.unlink(missing_ok=True)
+    return True
+
+
+def run(time_limit: float | None) -> int:
+    """Train runs until all are done or the time is up.  Several workers share the list: each run is
+    claimed with a lock on its directory, which the system releases when the worker ends, however it ends."""
+    torch.set_num_threads(1)  # two workers share two cores
+    deadline = time.monotonic() + (time_limit if time_limit is not None else math.inf)
+    data = _data()
+    for name, setting, seed in runs():
+        if (RESULTS / f"{name}.json").exists():
+            continue
+        (RUNS / name).mkdir(parents=True, exist_ok=True)
+        with open(RUNS / name / "lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # another worker trains it
+                continue
+            if not train_one(name, setting, seed, data, deadline):
+                print(f"time limit reached during {name}; rerun to resume", flush=True)
+                return 0
+        (RUNS / name / "lock").unlink(missing_ok=True)
+        print(f"{name} done", flush=True)
+    print("no run left to start")
+    return 0
+
+
+def status() -> int:
+    for name, _, _ in runs():
+        if (RESULTS / f"{name}.json").exists():
+            rec = json.loads((RESULTS / f"{name}.json").read_text())
+            print(f"{name}: done, test NLL {rec['test_nll']:.2f}, valid NLL {rec['valid_nll']:.2f}")
+        elif (RUNS / name / "checkpoint.pt").exists():
+            state = load_checkpoint(RUNS / name / "checkpoint.pt")
+            last = state["history"][-1]
+            print(f"{name}: epoch {state['epoch']}/{EPOCHS}, train ELBO {last['train_elbo']:.2f}")
+        else:
+            print(f"{name}: not started")
+    return 0
+
+
+def _mean_sd(values: list[float]) -> dict:
+    return {
+        "mean": statistics.fmean(values),
+        "sd": statistics.stdev(values) if len(values) > 1 else None,
+        "n": len(values),
+        "values": values,
+    }
+
+
+def summarize(records: list[dict]) -> dict:
+    """Per setting: mean and standard deviation over seeds of each score; per knob: the paired difference
+    from the baseline (same seed), its mean and standard error.  Negative effects lower the NLL."""
+    by_setting: dict[str, dict[int, dict]] = {}
+    for rec in records:
+        by_setting.setdefault(rec["setting"], {})[rec["seed"]] = rec
+    settings = {}
+    for name in SETTINGS:
+        recs = by_setting.get(name, {})
+        if not recs:
+            continue
+        settings[name] = {
+            "changes": SETTINGS[name][0],
+            "seeds": sorted(recs),
+            **{score: _mean_sd([recs[s][score] for s in sorted(recs)]) for score in ("test_nll", "valid_nll")},
+            "test_elbo": _mean_sd([recs[s]["test_elbo"] for s in sorted(recs)]),
+            "train_hours": sum(recs[s]["train_seconds"] for s in recs) / 3600,
+        }
+    effects = {}
+    pairs = [(name, "baseline") for name in SETTINGS if name not in ("baseline", "all-b20")]
+    pairs.append(("all-b20", "all"))
+    for name, reference in pairs:
+        common = sorted(set(by_setting.get(name, {})) & set(by_setting.get(reference, {})))
+        if not common:
+            continue
+        diffs = [by_setting[name][s]["test_nll"] - by_setting[reference][s]["test_nll"] for s in common]
+        effects[f"{name} vs {reference}"] = {
+            "mean": statistics.fmean(diffs),
+            "se": statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else None,
+            "seeds": common,
+            "diffs": diffs,
+        }
+    return {"epochs": EPOCHS, "nll_k": NLL_K, "settings": settings, "effects": effects}
+
+
+def report() -> int:
+    records = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
+    if not records:
+        print(f"no finished runs in {RESULTS}", file=sys.stderr)
+        return 1
+    summary = summarize(records)
+    summary["runs_done"] = len(records)
+    summary["runs_planned"] = len(runs())
+    SUMMARY.write_text(json.dumps(summary, indent=1) + "\n")
+    for name, s in summary["settings"].items():
+        nll = s["test_nll"]
+        sd = "-" if nll["sd"] is None else f"{nll['sd']:.2f}"
+        print(f"{name:10s} test NLL {nll['mean']:.2f} (sd {sd}, n={nll['n']})")
+    for name, e in summary["effects"].items():
+        print(f"{name:18s} {e['mean']:+.2f} nats (se {e['se'] if e['se'] is None else round(e['se'], 2)})")
+    return 0
+
+
+def check_k() -> int:
+    """L_1000 against L_5000 on the shipped Burda models (their records hold L_5000, scored by export) and
+    on the first seed's ablation runs whose final weights are still on disk."""
+    x_test, _ = vl.load("mnist", "test", download=False)
+    models = {}
+    for name, record in vl.pretrained_models().items():
+        if name.startswith("burda-"):
+            seed = record["train_config"]["seed"]
+            x = vl.binarize(x_test, streams.generator(seed, "test_pixels"))  # the export's test set
+            models[name] = (lambda name=name: vl.load_pretrained(name), x, seed, record["metrics"]["test_nll"])
+    x = vl.binarize(x_test, streams.generator(SCORE_SEED, "test_pixels"))
+    for path in sorted(RUNS.glob("*/final.pt")):
+        run = path.parent.name
+        result = RESULTS / f"{run}.json"
+        if result.exists():
+            model = vl.build_model(burda_config())
+            model.load_state_dict(torch.load(path, weights_only=True))
+            models[run] = (lambda model=model: model.eval(), x, SCORE_SEED, None)
+    rows = {}
+    for name, (get_model, x, seed, nll_5000) in models.items():
+        model = get_model()
+        started = time.perf_counter()
+        nll = {}
+        for k in (NLL_K, 5000):
+            if k == 5000 and nll_5000 is not None:
+                nll[k] = nll_5000  # recorded by export with this test set and this noise stream
+                continue
+            generator = streams.generator(seed, "nll")
+            nll[k] = -vl.log_marginal_likelihood(model, x, k, generator=generator).mean().item()
+        rows[name] = {
+            "nll_1000": nll[NLL_K],
+            "nll_5000": nll[5000],
+            "difference": nll[NLL_K] - nll[5000],
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        print(name, rows[name], flush=True)
+    order_1000 = sorted(rows, key=lambda n: rows[n]["nll_1000"])
+    order_5000 = sorted(rows, key=lambda n: rows[n]["nll_5000"])
+    result = {
+        "models": rows,
+        "same_order": order_1000 == order_5000,
+        "max_difference": max(abs(r["difference"]) for r in rows.values()),
+        "machine": _machine(),
+    }
+    CHECK_K.write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="action", required=True)
+    r = sub.add_parser("run", help="train this worker's share of the runs")
+    r.add_argument("--time-limit", type=float, default=None, help="seconds in this sitting")
+    sub.add_parser("status")
+    sub.add_parser("report")
+    sub.add_parser("check-k")
+    args = parser.parse_args(argv)
+    if args.action == "run":
+        return run(args.time_limit)
+    return {"status": status, "report": report, "check-k": check_k}[args.action]()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

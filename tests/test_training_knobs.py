@@ -1,0 +1,199 @@
+"""The training details of Burda et al.'s code as TrainConfig fields (issue 16): the decoder's output
+bias from the mean training pixel, Adam's epsilon and beta1.  Defaults change nothing; each knob
+does what it says, is saved with the run and refused when changed on resume; the ablation
+script summarises seeds and paired effects correctly."""
+
+import math
+from dataclasses import asdict, replace
+
+import pytest
+import torch
+from conftest import load_benchmark
+
+import vaelib as vl
+from vaelib import streams
+from vaelib.checkpoint import load_checkpoint
+from vaelib.models import init_output_bias
+
+ablation = load_benchmark("burda_ablation")
+
+
+def test_defaults_are_pytorchs_adam_and_default_init():
+    config = vl.TrainConfig()
+    reference = torch.optim.Adam([torch.zeros(1, requires_grad=True)]).defaults
+    assert (config.adam_beta1, 0.999) == reference["betas"] and config.adam_eps == reference["eps"]
+    assert config.init_output_bias is False
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("adam_eps", 0.0),
+        ("adam_eps", -1e-4),
+        ("adam_eps", float("nan")),
+        ("adam_beta1", 1.0),
+        ("adam_beta1", -0.1),
+        ("adam_beta1", float("inf")),
+        ("init_output_bias", 1),
+        ("init_output_bias", "yes"),
+    ],
+)
+def test_bad_knob_values_are_refused(field, value):
+    with pytest.raises(vl.VaelibError, match=field):
+        vl.TrainConfig(**{field: value})
+
+
+def test_output_bias_is_the_logit_of_the_mean_pixel(tiny_vae, grey_data):
+    x_train, _ = grey_data
+    x_train = x_train.clone()
+    x_train[:, 0] = 0.0  # a pixel that is always off: its logit is clipped, not -inf
+    init_output_bias(tiny_vae, x_train)
+    bias = tiny_vae.decoder[-1].bias.detach().double()
+    mean = x_train.double().mean(0).clamp(1e-3, 1 - 1e-3)
+    expected = torch.special.logit(mean)
+    torch.testing.assert_close(bias, expected, rtol=0, atol=1e-6)
+    assert bias[0].item() == pytest.approx(math.log(1e-3 / (1 - 1e-3)), abs=1e-6)
+    # The decoder's output for a last hidden layer of zeros is the mean training image.
+    x_hat = torch.sigmoid(bias)
+    torch.testing.assert_close(x_hat, mean, rtol=0, atol=1e-6)
+
+
+def test_output_bias_of_a_gaussian_decoder_is_the_mean_pixel(tiny_config, grey_data):
+    model = vl.VAE(replace(tiny_config, likelihood="gaussian"))
+    init_output_bias(model, grey_data[0])
+    torch.testing.assert_close(model.decoder[-1].bias.detach(), grey_data[0].mean(0), rtol=0, atol=1e-6)
+
+
+def test_output_bias_needs_an_mlp_vae(tiny_config, grey_data):
+    conv = vl.VAE(vl.VAEConfig(image_shape=(1, 4, 4), latent_dim=2, architecture="conv"))
+    with pytest.raises(vl.VaelibError, match="architecture='mlp'"):
+        init_output_bias(conv, grey_data[0])
+    autoencoder = vl.Autoencoder(vl.AutoencoderConfig(image_shape=(1, 4, 4), latent_dim=2, hidden_dims=(8,)))
+    with pytest.raises(vl.VaelibError, match="Autoencoder"):
+        init_output_bias(autoencoder, grey_data[0])
+    with pytest.raises(vl.VaelibError, match="at least one"):
+        init_output_bias(vl.VAE(tiny_config), grey_data[0][:0])
+    with pytest.raises(vl.VaelibError):
+        init_output_bias(vl.VAE(tiny_config), grey_data[0] * 2)  # not pixels in [0, 1]
+
+
+def test_fit_sets_the_bias_on_a_fresh_run_only(tiny_config, grey_data, fast_train, tmp_path):
+    x_train, x_test = grey_data
+    config = replace(fast_train, epochs=1, init_output_bias=True, lr=1e-12)  # a step too small to move it
+    model = vl.VAE(tiny_config)
+    vl.fit(model, x_train, x_test, config, checkpoint=tmp_path / "run.pt", progress=False)
+    expected = torch.special.logit(x_train.mean(0).clamp(1e-3, 1 - 1e-3))
+    torch.testing.assert_close(model.decoder[-1].bias.detach(), expected, rtol=0, atol=1e-5)
+    # On resume the trained bias is kept: set it elsewhere, save, resume, and it must not be reset.
+    state = load_checkpoint(tmp_path / "run.pt")
+    assert state["train_config"]["init_output_bias"] is True
+    resumed = vl.VAE(tiny_config)
+    with torch.no_grad():
+        resumed.decoder[-1].bias.fill_(0.25)
+    vl.fit(resumed, x_train, x_test, replace(config, epochs=2), checkpoint=tmp_path / "run.pt", progress=False)
+    # The checkpoint's weights were restored (not 0.25, not re-initialised from the data's mean)...
+    torch.testing.assert_close(resumed.decoder[-1].bias.detach(), expected, rtol=0, atol=1e-5)
+
+
+def test_fit_without_the_knob_leaves_pytorchs_bias(tiny_config, grey_data, fast_train):
+    model = vl.VAE(tiny_config)
+    before = model.decoder[-1].bias.detach().clone()
+    vl.fit(model, *grey_data, replace(fast_train, epochs=1, lr=1e-12), progress=False)
+    torch.testing.assert_close(model.decoder[-1].bias.detach(), before, rtol=0, atol=1e-8)
+
+
+def test_the_optimizer_gets_the_eps_and_beta1_asked_for(tiny_config, grey_data, fast_train, tmp_path):
+    x_train, _ = grey_data
+    config = replace(fast_train, epochs=1, batch_size=len(x_train), adam_eps=1e-4, adam_beta1=0.99, lr=1e-2)
+    torch.manual_seed(3)
+    model = vl.VAE(tiny_config)
+    reference = vl.VAE(tiny_config)
+    reference.load_state_dict(model.state_dict())
+    vl.fit(model, x_train, None, config, checkpoint=tmp_path / "run.pt", progress=False)
+    group = load_checkpoint(tmp_path / "run.pt")["optimizer"]["param_groups"][0]
+    assert group["eps"] == 1e-4 and group["betas"] == (0.99, 0.999)
+    # One full-batch step by hand with the same batch order, noise and Adam gives the same weights;
+    # PyTorch's default eps and beta1 give others, so the knobs reach the optimizer.
+    for betas, eps, same in (((0.99, 0.999), 1e-4, True), ((0.9, 0.999), 1e-8, False)):
+        by_hand = vl.VAE(tiny_config)
+        by_hand.load_state_dict(reference.state_dict())
+        optimizer = torch.optim.Adam(by_hand.parameters(), lr=1e-2, betas=betas, eps=eps)
+        generator = streams.generator(config.seed, "train", "cpu")
+        vl.train_epoch(by_hand, x_train, optimizer, batch_size=len(x_train), generator=generator)
+        close = all(
+            torch.allclose(got, want, rtol=1e-5, atol=1e-6)
+            for got, want in zip(model.state_dict().values(), by_hand.state_dict().values())
+        )
+        assert close == same, (betas, eps)
+
+
+@pytest.mark.parametrize("field, value", [("adam_eps", 1e-4), ("adam_beta1", 0.99), ("init_output_bias", True)])
+def test_a_resumed_run_refuses_a_changed_knob(tiny_config, grey_data, fast_train, tmp_path, field, value):
+    config = replace(fast_train, epochs=1)
+    vl.fit(vl.VAE(tiny_config), *grey_data, config, checkpoint=tmp_path / "run.pt", progress=False)
+    with pytest.raises(vl.CheckpointError, match=field):
+        vl.fit(
+            vl.VAE(tiny_config),
+            *grey_data,
+            replace(config, epochs=2, **{field: value}),
+            checkpoint=tmp_path / "run.pt",
+            progress=False,
+        )
+
+
+def test_checkpoints_from_before_the_knobs_resume_with_the_defaults(tiny_config, grey_data, fast_train, tmp_path):
+    config = replace(fast_train, epochs=1)
+    vl.fit(vl.VAE(tiny_config), *grey_data, config, checkpoint=tmp_path / "run.pt", progress=False)
+    state = torch.load(tmp_path / "run.pt", weights_only=False)
+    for name in ("adam_eps", "adam_beta1", "init_output_bias"):
+        del state["train_config"][name]  # as saved by vaelib 0.3.0
+    torch.save(state, tmp_path / "run.pt")
+    history = vl.fit(vl.VAE(tiny_config), *grey_data, replace(config, epochs=2), checkpoint=tmp_path / "run.pt")
+    assert [h["epoch"] for h in history] == [1, 2]
+
+
+def test_cli_has_a_flag_for_each_knob():
+    from vaelib.cli import build_parser
+
+    args = build_parser().parse_args(
+        ["train", "--out", "x", "--adam-eps", "1e-4", "--adam-beta1", "0.99", "--init-output-bias"]
+    )
+    assert (args.adam_eps, args.adam_beta1, args.init_output_bias) == (1e-4, 0.99, True)
+    defaults = build_parser().parse_args(["train", "--out", "x"])
+    assert (defaults.adam_eps, defaults.adam_beta1, defaults.init_output_bias) == (1e-8, 0.9, False)
+
+
+def _record(setting: str, seed: int, nll: float) -> dict:
+    return {
+        "setting": setting,
+        "seed": seed,
+        "test_nll": nll,
+        "valid_nll": nll + 1,
+        "test_elbo": -nll - 4,
+        "train_seconds": 3600.0,
+    }
+
+
+def test_ablation_summary_pairs_seeds_and_gives_the_standard_error():
+    records = [_record("baseline", s, v) for s, v in zip((0, 1, 2), (90.0, 91.0, 92.0))]
+    records += [_record("bias", s, v) for s, v in zip((0, 1, 2), (89.0, 89.5, 91.5))]
+    records += [_record("all", 0, 88.0)]
+    summary = ablation.summarize(records)
+    base = summary["settings"]["baseline"]["test_nll"]
+    assert base["mean"] == pytest.approx(91.0) and base["sd"] == pytest.approx(1.0) and base["n"] == 3
+    effect = summary["effects"]["bias vs baseline"]
+    diffs = [-1.0, -1.5, -0.5]
+    assert effect["diffs"] == pytest.approx(diffs) and effect["mean"] == pytest.approx(-1.0)
+    assert effect["se"] == pytest.approx(0.5 / math.sqrt(3))
+    assert summary["effects"]["all vs baseline"]["se"] is None  # one seed: no spread to report
+    assert "eps vs baseline" not in summary["effects"]  # no runs, no effect
+
+
+def test_ablation_settings_are_the_published_details():
+    assert ablation.config("baseline", 1) == replace(ablation.BASE, seed=1)
+    both = ablation.config("all-b20", 2)
+    assert (both.adam_eps, both.adam_beta1, both.init_output_bias, both.batch_size) == (1e-4, 0.99, True, 20)
+    assert ablation.BASE.lr_schedule == "burda" and ablation.BASE.pixels == "dynamic" and ablation.BASE.k == 1
+    names = [run for run, _, _ in ablation.runs()]
+    assert len(names) == len(set(names)) == len(ablation.SETTINGS) * len(ablation.SEEDS)
+    assert asdict(ablation.config("eps", 0))["adam_eps"] == 1e-4
