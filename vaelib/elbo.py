@@ -35,7 +35,14 @@ from .gaussian import kl_standard_normal, log_normal, reparameterize
 # The helpers: what the chapters use as vl.elbo.* (bernoulli_log_likelihood is defined in the leaf
 # module vaelib.bernoulli, beside vaelib.gaussian).  objective, ELBOTerms, iwae_bound,
 # log_marginal_likelihood and kl_warmup are public at the top level (vl.objective, ...).
-__all__ = ["ELBOTerms", "LatentVariableModel", "bernoulli_log_likelihood", "log_weights", "log_mean_exp", "effective_sample_size"]
+__all__ = [
+    "ELBOTerms",
+    "LatentVariableModel",
+    "bernoulli_log_likelihood",
+    "log_weights",
+    "log_mean_exp",
+    "effective_sample_size",
+]
 
 
 @runtime_checkable
