@@ -272,3 +272,30 @@ def test_a_data_root_that_is_a_file_is_refused_naming_where_it_came_from(tmp_pat
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # the per-user cache is then <tmp_path>/vaelib: the file
     with pytest.raises(vl.DataError, match=r"\(from the per-user cache\) " + advice):
         vl.load()
+
+
+def test_load_without_the_files_or_a_download_says_where_to_put_them(tmp_path):
+    raw = re.escape(str(tmp_path / "MNIST" / "raw"))
+    advice = rf"Put the four IDX files \(\.gz or uncompressed\) in {raw}, set VAELIB_DATA \(or pass root=\.\.\.\) to"
+    with pytest.raises(vl.DataError, match=rf"^mnist is not on disk: searched .*{raw}.*\. {advice} where they are, or"):
+        vl.load("mnist", "test", root=tmp_path, download=False)
+    with pytest.raises(vl.DataError, match=r"or allow download=True\.$"):
+        vl.load("mnist", "test", root=tmp_path, download=False)
+
+
+@pytest.mark.parametrize(
+    "images, labels, problem",
+    [
+        (np.zeros((2, 4, 4)), np.zeros(2), r"holds an array of shape \(2, 4, 4\), not images \(N, 28, 28\); are the"),
+        (np.zeros((2, 784)), np.zeros(2), r"holds an array of shape \(2, 784\), not images \(N, 28, 28\)"),
+        (np.zeros((2, 28, 28)), np.zeros((2, 1)), r"holds an array of shape \(2, 1\), not labels \(N,\); are the"),
+    ],
+)
+def test_load_refuses_files_that_hold_other_arrays(tmp_path, idx_writer, images, labels, problem):
+    raw = tmp_path / "MNIST" / "raw"
+    idx_writer(raw / "t10k-images-idx3-ubyte", images)
+    idx_writer(raw / "t10k-labels-idx1-ubyte", labels)
+    idx_writer(raw / "train-images-idx3-ubyte", np.zeros((1, 28, 28)))
+    idx_writer(raw / "train-labels-idx1-ubyte", np.zeros(1))
+    with pytest.raises(vl.DataError, match=problem + r".*Fetch the data set again$"):
+        vl.load("mnist", "test", root=tmp_path, download=False)
