@@ -191,7 +191,7 @@ def objective(
     labels (B,) for a conditional model.  ``check=False`` skips the checks of
     the values of ``x`` and ``y`` and of the memory k samples need, which
     synchronise with the device, inside a loop whose data were checked once.
-    Returns :class:`ELBOTerms` of (B,) tensors in nats; a training loss is
+    Returns :class:`~vaelib.elbo.ELBOTerms` of (B,) tensors in nats; a training loss is
     ``-terms.objective.mean()``.  A model that supplies its own terms (the
     :class:`vaelib.Autoencoder`, through ``model.terms(x)``) is scored by
     them, after the same checks of ``x``; it takes no ``k``, ``beta``,
