@@ -97,6 +97,8 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
     broken: images.filter((i) => !(i.complete && i.naturalWidth > 0)).map((i) => i.currentSrc || i.src),
     code: wider("div.cell_input pre"),
     outputs: wider("div.cell_output, div.cell_output *"),
+    // Display math and the code blocks of the prose: everything else in the article that scrolls.
+    prose: wider("article *:not(div.cell_input *):not(div.cell_input):not(div.cell_output *):not(div.cell_output)"),
     page: document.documentElement.scrollWidth - document.documentElement.clientWidth,
     links: Array.from(document.links).map((a) => a.getAttribute("href")),
     bibliography: Array.from(document.querySelectorAll('[role="doc-biblioentry"] p')).map((e) => e.innerText),
@@ -157,12 +159,15 @@ def browser(tmp_path_factory):
 
 
 def screenshot(driver, path: Path) -> None:
-    """The whole page, however tall, at the window's width."""
+    """The whole page, however tall, at the window's width: the viewport is made as tall as the page
+    for the capture (a clip beyond the viewport draws some pages shifted sideways)."""
     height = driver.execute_script("return document.documentElement.scrollHeight")
-    clip = {"x": 0, "y": 0, "width": WIDTH, "height": height, "scale": 1}
-    shot = driver.execute_cdp_cmd(
-        "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}
-    )
+    metrics = {"width": WIDTH, "height": height, "deviceScaleFactor": 1, "mobile": False}
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+    try:
+        shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     path.write_bytes(base64.b64decode(shot["data"]))
 
 
@@ -215,6 +220,7 @@ def test_nothing_scrolls_sideways_at_1280_pixels(doc, visit):
     page = visit(doc)
     assert not page["code"], f"{len(page['code'])} code cell(s) scroll sideways: {page['code'][:3]}"
     assert not page["outputs"], f"{len(page['outputs'])} output(s) scroll sideways: {page['outputs'][:3]}"
+    assert not page["prose"], f"{len(page['prose'])} equation(s) or code block(s) scroll sideways: {page['prose'][:3]}"
     assert page["page"] <= 0, f"the page is {page['page']} px wider than the window"
 
 

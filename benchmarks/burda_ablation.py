@@ -17,13 +17,14 @@ Every setting runs with seeds 0, 1 and 2, and every run is scored the same
 way: the test NLL -L_1000 on all 10,000 test images, binarized once with one
 seed for all runs (a paired comparison), and -L_1000 on the 400 held-out
 training images (their validation set).  ``check-k`` shows on the shipped
-models that L_1000 sits within 0.1 nats of L_5000 and ranks them alike.
+models and on finished runs that L_1000 sits within 0.1 nats of L_5000 and
+ranks them alike.
 
     python benchmarks/burda_ablation.py run --time-limit 3000 &   # two workers, one per core
     python benchmarks/burda_ablation.py run --time-limit 3000 &
     python benchmarks/burda_ablation.py status
-    python benchmarks/burda_ablation.py report     # -> results/burda_ablation.json
-    python benchmarks/burda_ablation.py check-k    # -> results/burda_ablation_check_k.json
+    python benchmarks/burda_ablation.py report     # -> vaelib/results/burda_ablation.json
+    python benchmarks/burda_ablation.py check-k [RUN ...]  # -> results/burda_ablation_check_k.json
 
 A worker takes the next run that no other worker holds, one thread each,
 with a resumable checkpoint under ``runs/ablation/<run>/``; rerun it to go
@@ -44,15 +45,15 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
+from machine import describe  # benchmarks/machine.py
 
 import vaelib as vl
 from vaelib import streams
 from vaelib.checkpoint import load_checkpoint
-from vaelib.pretrained import BURDA_N_TRAIN, burda_config
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "burda_ablation"
-SUMMARY = HERE / "results" / "burda_ablation.json"
+SUMMARY = HERE.parent / "vaelib" / "results" / "burda_ablation.json"  # shipped: vl.burda.ablation() reads it
 CHECK_K = HERE / "results" / "burda_ablation_check_k.json"
 RUNS = HERE.parent / "runs" / "ablation"
 EPOCHS = 100
@@ -92,22 +93,13 @@ def config(setting: str, seed: int) -> vl.TrainConfig:
     return replace(BASE, seed=seed, **SETTINGS[setting][1])
 
 
-def _machine() -> str:
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        cpu = "unknown CPU"
-    threads = torch.get_num_threads()
-    return f"{cpu}, {threads} thread{'s' * (threads != 1)}, torch {torch.__version__}"
-
-
 def _data() -> dict[str, torch.Tensor]:
     """Training images, the 400 held-out ones and the test set, the last two binarized once for every run."""
     x_train, _ = vl.load("mnist", "train", download=False)
     x_test, _ = vl.load("mnist", "test", download=False)
     return {
-        "train": x_train[:BURDA_N_TRAIN],
-        "valid": vl.binarize(x_train[BURDA_N_TRAIN:], streams.generator(SCORE_SEED, "train_pixels")),
+        "train": x_train[: vl.burda.N_TRAIN],
+        "valid": vl.binarize(x_train[vl.burda.N_TRAIN :], streams.generator(SCORE_SEED, "train_pixels")),
         "test": vl.binarize(x_test, streams.generator(SCORE_SEED, "test_pixels")),
         "test_grey": x_test,
     }
@@ -126,7 +118,7 @@ def train_one(run: str, setting: str, seed: int, data, deadline: float) -> bool:
         return True
     path = RUNS / run / "checkpoint.pt"
     cfg = config(setting, seed)
-    model = vl.build_model(burda_config(), seed=seed)
+    model = vl.build_model(vl.burda.config(), seed=seed)
     left = deadline - time.monotonic()
     if left <= 0:
         return False
@@ -153,8 +145,8 @@ def train_one(run: str, setting: str, seed: int, data, deadline: float) -> bool:
         "seed": seed,
         "changes": SETTINGS[setting][0],
         "train_config": asdict(cfg),
-        "model_config": asdict(burda_config()),
-        "n_train": BURDA_N_TRAIN,
+        "model_config": asdict(vl.burda.config()),
+        "n_train": vl.burda.N_TRAIN,
         "test_nll": test_nll,
         "valid_nll": valid_nll,
         "test_elbo": elbo["elbo"],
@@ -164,13 +156,12 @@ def train_one(run: str, setting: str, seed: int, data, deadline: float) -> bool:
         "n_valid": data["valid"].shape[0],
         "train_seconds": round(sum(h["seconds"] for h in history), 1),
         "eval_seconds": round(time.perf_counter() - started, 1),
-        "machine": _machine(),
+        "machine": describe(),
         "vaelib_version": vl.__version__,
         "history": history,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    if seed == SEEDS[0]:  # kept (not committed) for check-k's L_1000 against L_5000
-        torch.save(model.state_dict(), RUNS / run / "final.pt")
+    torch.save(model.state_dict(), RUNS / run / "final.pt")  # kept (not committed) for check-k
     tmp = out.with_suffix(".part")
     tmp.write_text(json.dumps(record, indent=1) + "\n")
     tmp.replace(out)  # atomic: a result file is whole or absent
@@ -225,6 +216,13 @@ def _mean_sd(values: list[float]) -> dict:
     }
 
 
+def _mean_curve(histories: list[list[dict]]) -> dict:
+    """The held-out ELBO against the epoch, averaged over seeds, at the epochs every run evaluated."""
+    evaluated = [{h["epoch"]: h["test_elbo"] for h in history if "test_elbo" in h} for history in histories]
+    epochs = sorted(set.intersection(*(set(e) for e in evaluated)))
+    return {"epoch": epochs, "test_elbo": [statistics.fmean(e[epoch] for e in evaluated) for epoch in epochs]}
+
+
 def summarize(records: list[dict]) -> dict:
     """Per setting: mean and standard deviation over seeds of each score; per knob: the paired difference
     from the baseline (same seed), its mean and standard error.  Negative effects lower the NLL."""
@@ -242,6 +240,7 @@ def summarize(records: list[dict]) -> dict:
             **{score: _mean_sd([recs[s][score] for s in sorted(recs)]) for score in ("test_nll", "valid_nll")},
             "test_elbo": _mean_sd([recs[s]["test_elbo"] for s in sorted(recs)]),
             "train_hours": sum(recs[s]["train_seconds"] for s in recs) / 3600,
+            "curve": _mean_curve([recs[s]["history"] for s in sorted(recs)]),
         }
     effects = {}
     pairs = [(name, "baseline") for name in SETTINGS if name not in ("baseline", "all-b20")]
@@ -257,7 +256,14 @@ def summarize(records: list[dict]) -> dict:
             "seeds": common,
             "diffs": diffs,
         }
-    return {"epochs": EPOCHS, "nll_k": NLL_K, "settings": settings, "effects": effects}
+    return {
+        "epochs": EPOCHS,
+        "nll_k": NLL_K,
+        "n_test": records[0]["n_test"],
+        "settings": settings,
+        "effects": effects,
+        "machines": sorted({rec["machine"] for rec in records}),  # the runs resumed across sittings
+    }
 
 
 def report() -> int:
@@ -268,6 +274,7 @@ def report() -> int:
     summary = summarize(records)
     summary["runs_done"] = len(records)
     summary["runs_planned"] = len(runs())
+    SUMMARY.parent.mkdir(parents=True, exist_ok=True)
     SUMMARY.write_text(json.dumps(summary, indent=1) + "\n")
     for name, s in summary["settings"].items():
         nll = s["test_nll"]
@@ -278,49 +285,50 @@ def report() -> int:
     return 0
 
 
-def check_k() -> int:
+def _nll_1000_and_5000(model, x: torch.Tensor, seed: int, recorded: dict[int, float]) -> dict:
+    """-L_1000 and -L_5000 on ``x`` with the run's "nll" noise stream; a value ``recorded`` (by k) with this
+    test set and this stream is not computed again."""
+    started = time.perf_counter()
+    nll = dict(recorded)
+    for k in (NLL_K, 5000):
+        if k not in nll:
+            generator = streams.generator(seed, "nll")
+            nll[k] = -vl.log_marginal_likelihood(model, x, k, generator=generator).mean().item()
+    seconds = round(time.perf_counter() - started, 1)
+    return {"nll_1000": nll[NLL_K], "nll_5000": nll[5000], "difference": nll[NLL_K] - nll[5000], "seconds": seconds}
+
+
+def check_k(runs: list[str] | None) -> int:
     """L_1000 against L_5000 on the shipped Burda models (their records hold L_5000, scored by export) and
-    on the first seed's ablation runs whose final weights are still on disk."""
+    on the finished ablation runs named in ``runs`` (default: all) whose final weights are still on disk
+    (their results hold L_1000)."""
     x_test, _ = vl.load("mnist", "test", download=False)
-    models = {}
+    rows = {}
     for name, record in vl.pretrained_models().items():
         if name.startswith("burda-"):
             seed = record["train_config"]["seed"]
             x = vl.binarize(x_test, streams.generator(seed, "test_pixels"))  # the export's test set
-            models[name] = (lambda name=name: vl.load_pretrained(name), x, seed, record["metrics"]["test_nll"])
-    x = vl.binarize(x_test, streams.generator(SCORE_SEED, "test_pixels"))
-    for path in sorted(RUNS.glob("*/final.pt")):
-        run = path.parent.name
-        result = RESULTS / f"{run}.json"
-        if result.exists():
-            model = vl.build_model(burda_config())
-            model.load_state_dict(torch.load(path, weights_only=True))
-            models[run] = (lambda model=model: model.eval(), x, SCORE_SEED, None)
-    rows = {}
-    for name, (get_model, x, seed, nll_5000) in models.items():
-        model = get_model()
-        started = time.perf_counter()
-        nll = {}
-        for k in (NLL_K, 5000):
-            if k == 5000 and nll_5000 is not None:
-                nll[k] = nll_5000  # recorded by export with this test set and this noise stream
-                continue
-            generator = streams.generator(seed, "nll")
-            nll[k] = -vl.log_marginal_likelihood(model, x, k, generator=generator).mean().item()
-        rows[name] = {
-            "nll_1000": nll[NLL_K],
-            "nll_5000": nll[5000],
-            "difference": nll[NLL_K] - nll[5000],
-            "seconds": round(time.perf_counter() - started, 1),
-        }
-        print(name, rows[name], flush=True)
+            model = vl.load_pretrained(name)
+            rows[name] = _nll_1000_and_5000(model, x, seed, {5000: record["metrics"]["test_nll"]})
+            print(name, rows[name], flush=True)
+    x = vl.binarize(x_test, streams.generator(SCORE_SEED, "test_pixels"))  # the ablation's test set
+    for run in runs or sorted(path.parent.name for path in RUNS.glob("*/final.pt")):
+        path, result = RUNS / run / "final.pt", RESULTS / f"{run}.json"
+        if not (path.exists() and result.exists()):
+            print(f"{run}: not finished, or its final weights are gone; skipped", file=sys.stderr)
+            continue
+        model = vl.build_model(vl.burda.config())
+        model.load_state_dict(torch.load(path, weights_only=True))
+        recorded = {NLL_K: json.loads(result.read_text())["test_nll"]}  # scored by train_one, the same way
+        rows[run] = _nll_1000_and_5000(model.eval(), x, SCORE_SEED, recorded)
+        print(run, rows[run], flush=True)
     order_1000 = sorted(rows, key=lambda n: rows[n]["nll_1000"])
     order_5000 = sorted(rows, key=lambda n: rows[n]["nll_5000"])
     result = {
         "models": rows,
         "same_order": order_1000 == order_5000,
         "max_difference": max(abs(r["difference"]) for r in rows.values()),
-        "machine": _machine(),
+        "machine": describe(),
     }
     CHECK_K.write_text(json.dumps(result, indent=1) + "\n")
     return 0
@@ -333,11 +341,14 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--time-limit", type=float, default=None, help="seconds in this sitting")
     sub.add_parser("status")
     sub.add_parser("report")
-    sub.add_parser("check-k")
+    c = sub.add_parser("check-k", help="L_1000 against L_5000 on the shipped models and finished runs")
+    c.add_argument("runs", nargs="*", help="ablation runs to include (default: every one with final weights)")
     args = parser.parse_args(argv)
     if args.action == "run":
         return run(args.time_limit)
-    return {"status": status, "report": report, "check-k": check_k}[args.action]()
+    if args.action == "check-k":
+        return check_k(args.runs)
+    return {"status": status, "report": report}[args.action]()
 
 
 if __name__ == "__main__":

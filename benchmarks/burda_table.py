@@ -15,28 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
-import torch
+from machine import describe  # benchmarks/machine.py
 
 import vaelib as vl
 from vaelib import streams
-from vaelib.burda import BURDA_PUBLISHED_NLL
-from vaelib.pretrained import BURDA_N_TRAIN, burda_config
-
-
-def machine_description(device: torch.device) -> str:
-    """A one-line description of where a run happened."""
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda}), torch {torch.__version__}"
-    threads = torch.get_num_threads()
-    return (
-        f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"{threads} thread{'s' * (threads != 1)}, torch {torch.__version__}"
-    )
 
 
 def run_experiment(
@@ -45,7 +31,7 @@ def run_experiment(
     epochs: int,
     run_dir: str | os.PathLike,
     eval_k: int = 5000,
-    n_train: int | None = BURDA_N_TRAIN,
+    n_train: int | None = vl.burda.N_TRAIN,
     n_test: int | None = None,
     batch_size: int = 100,
     lr: float = 1e-3,
@@ -81,7 +67,7 @@ def run_experiment(
         seed=seed,
         device=device,
     )
-    model = vl.build_model(burda_config(), seed=seed)
+    model = vl.build_model(vl.burda.config(), seed=seed)
     history = vl.fit(model, x_train, None, config, checkpoint=path, time_limit=time_limit, progress=progress)
     result = {
         "k": k,
@@ -91,7 +77,7 @@ def run_experiment(
         "n_train": x_train.shape[0],
         "n_test": x_test.shape[0],
         "eval_k": eval_k,
-        "machine": machine_description(dev),
+        "machine": describe(dev),
     }
     result["finished"] = result["epochs_done"] >= epochs
     if result["finished"]:
@@ -115,7 +101,7 @@ def render_table(results: list[dict]) -> str:
     for r in sorted(results, key=lambda r: r["k"]):
         name = "VAE" if r["k"] == 1 else "IWAE"
         ours = r.get("test_nll")
-        pub = BURDA_PUBLISHED_NLL.get(r["k"])
+        pub = vl.burda.PUBLISHED_NLL.get(r["k"])
         ours_s = f"{ours:.2f}" if ours is not None else "not finished"
         diff = f"{ours - pub:+.2f}" if ours is not None and pub is not None else "-"
         lines.append(f"| {name} | {r['k']} | {r.get('epochs_done', '?')} | {ours_s} | {pub if pub else '-'} | {diff} |")
@@ -130,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--n-train",
         type=int,
-        default=BURDA_N_TRAIN,
+        default=vl.burda.N_TRAIN,
         help="train on the first N images (default: the published 59,600; the last 400 are their validation set)",
     )
     parser.add_argument("--n-test", type=int, default=None, help="evaluate on the first N test images")

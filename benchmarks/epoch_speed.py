@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -29,6 +27,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from machine import describe  # benchmarks/machine.py
 from torch import nn
 
 import vaelib as vl
@@ -52,17 +51,6 @@ class ReferenceVAE(nn.Module):
 def reference_loss(x_hat, x, mu, logvar):
     bce = F.binary_cross_entropy(x_hat, x.view(-1, 784), reduction="sum")
     return bce - 0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
-
-
-def machine_description(device: torch.device) -> str:
-    """A one-line description of where a run happened."""
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda}), torch {torch.__version__}"
-    threads = torch.get_num_threads()
-    return (
-        f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"{threads} thread{'s' * (threads != 1)}, torch {torch.__version__}"
-    )
 
 
 def reference_epoch(root: str, device: torch.device, seed: int, n_train: int | None = None) -> dict:
@@ -175,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = {name: _spread([run["seconds"] for run in runs[name]]) for name in names}
     median = {name: seconds[name]["median"] for name in names}
     result = {
-        "machine": machine_description(device),
+        "machine": describe(device),
         "device": str(device),
         "n_train": x.shape[0],
         "rounds": args.rounds,

@@ -16,6 +16,7 @@ import gzip
 import importlib.util
 import os
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -37,12 +38,27 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def load_benchmark(name: str):
-    """The script benchmarks/<name>.py as a module: runners live with the benchmarks, not in the package."""
+    """The script benchmarks/<name>.py as a module: runners live with the benchmarks, not in the package.
+    Its folder goes on sys.path, as when the script runs, for the modules the scripts share (machine.py)."""
+    if str(REPO / "benchmarks") not in sys.path:
+        sys.path.append(str(REPO / "benchmarks"))
     spec = importlib.util.spec_from_file_location(f"benchmark_{name}", REPO / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
+
+# The models that ship inside vaelib (vl.pretrained_models must hold at least these; the web export and the
+# lab's parity tests run over all of them).
+SHIPPED = (
+    "notes-mnist-20",
+    "mnist-2d",
+    "mnist-cvae",
+    "mnist-2d-small",
+    "mnist-cvae-small",
+    "burda-vae-k1",
+    "burda-iwae-k5",
+)
 
 IMAGE_SHAPE = (1, 4, 4)  # the synthetic images: P = 16 pixels
 P = 16

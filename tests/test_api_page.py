@@ -70,6 +70,7 @@ def test_the_public_surface_is_what_the_package_says():
         "elbo",
         "estimators",
         "linear_gaussian",
+        "burda",
         "plot",
     }
 

@@ -15,7 +15,6 @@ import vaelib
 import vaelib as vl
 import vaelib.checkpoint
 import vaelib.data
-import vaelib.pretrained
 import vaelib.train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,7 +24,7 @@ burda = load_benchmark("burda_table")
 
 
 def test_model_config_is_the_published_architecture():
-    model = vl.VAE(vaelib.pretrained.burda_config())
+    model = vl.VAE(vl.burda.config())
     widths = [m.out_features for m in model.encoder if hasattr(m, "out_features")]
     assert widths == [200, 200] and model.config.latent_dim == 50 and model.config.activation == "tanh"
     # 784*200 + 200 + 200*200 + 200 + 2 * (200*50 + 50) weights on each side, mirrored in the decoder

@@ -517,11 +517,11 @@ def test_effective_sample_size_matches_kish_formula_along_dim():
 
 
 def test_kl_warmup_values():
-    assert [vl.kl_warmup(e, 4) for e in range(6)] == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 1.0])
-    assert [vl.kl_warmup(e, 2, beta=3.0) for e in range(4)] == pytest.approx([1.5, 3.0, 3.0, 3.0])
-    assert [vl.kl_warmup(e, 0, beta=0.5) for e in range(3)] == [0.5, 0.5, 0.5]
-    assert vl.kl_warmup(0, 1) == 1.0
+    assert [vl.elbo.kl_warmup(e, 4) for e in range(6)] == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 1.0])
+    assert [vl.elbo.kl_warmup(e, 2, beta=3.0) for e in range(4)] == pytest.approx([1.5, 3.0, 3.0, 3.0])
+    assert [vl.elbo.kl_warmup(e, 0, beta=0.5) for e in range(3)] == [0.5, 0.5, 0.5]
+    assert vl.elbo.kl_warmup(0, 1) == 1.0
     for epoch, warmup, name in ((-1, 3, "epoch"), (0, -1, "warmup_epochs"), (1.5, 3, "epoch")):
         with pytest.raises(vl.VaelibError, match=f"{name} must be an integer >= 0"):
-            vl.kl_warmup(epoch, warmup)
-    assert vl.kl_warmup(np.int64(1), np.int32(4)) == 0.5  # numpy integers are integers
+            vl.elbo.kl_warmup(epoch, warmup)
+    assert vl.elbo.kl_warmup(np.int64(1), np.int32(4)) == 0.5  # numpy integers are integers

@@ -3,6 +3,8 @@ encodings, collapse diagnostics) and the figures, which must never touch pyplot.
 
 from __future__ import annotations
 
+import io
+
 import matplotlib
 import matplotlib.figure
 import numpy as np
@@ -251,6 +253,38 @@ def test_compare_runs_names_a_missing_quantity(no_pyplot):
         vl.plot.compare_runs({"a": [{"epoch": 1, "lr": 1e-3, "test_nll": 90.0}], "b": []})
 
 
+def test_the_notebook_png_is_the_figure_in_256_colours(no_pyplot, vae2):
+    """_repr_png_ (what a notebook stores) draws what savefig draws, with a palette: grey levels exactly,
+    colours within a few levels, in fewer bytes."""
+    from PIL import Image
+
+    grid = vl.latent_grid(vae2, 6)
+    for fig in (vl.plot.manifold(grid), vl.plot.seed_spread({"a": [1.0, 2.0], "b": [1.5]}, references={"r": 1.2})):
+        full = io.BytesIO()
+        fig.savefig(full, format="png", dpi=vl.plot.STYLE["savefig.dpi"], bbox_inches="tight")
+        small = fig._repr_png_()
+        reference = np.asarray(Image.open(io.BytesIO(full.getvalue())).convert("RGB"), dtype=int)
+        palette = Image.open(io.BytesIO(small))
+        assert palette.mode == "P" and len(small) < len(full.getvalue())
+        pixels = np.asarray(palette.convert("RGB"), dtype=int)
+        assert pixels.shape == reference.shape
+        assert np.abs(pixels - reference).mean() < 1.0 and np.abs(pixels - reference).max() <= 48
+
+
+def test_seed_spread_draws_every_seed_and_the_mean(no_pyplot):
+    fig = vl.plot.seed_spread({"a": [3.0, 5.0], "b": [1.0]}, references={"paper": 2.0}, title="t")
+    _check_figure(fig, 1)
+    (ax,) = fig.axes
+    dots_a, mean_a, dots_b, mean_b, paper = ax.get_lines()
+    assert list(dots_a.get_xdata()) == [3.0, 5.0] and list(dots_a.get_ydata()) == [0, 0]  # row 0: the first
+    assert list(mean_a.get_xdata()) == [4.0, 4.0]  # the mean of the seeds, as a bar across the row
+    assert list(dots_b.get_ydata()) == [1] and list(mean_b.get_xdata()) == [1.0, 1.0]
+    assert list(paper.get_xdata()) == [2.0, 2.0] and paper.get_label() == "paper"
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"] and ax.get_ylim()[0] > ax.get_ylim()[1]
+    with pytest.raises(vl.VaelibError, match="at least one value"):
+        vl.plot.seed_spread({"a": []})
+
+
 def test_tile_places_each_image(no_pyplot):
     images = torch.arange(10 * 16, dtype=torch.float32).reshape(10, 16) / 160
     out = vl.plot.tile(images, ncol=4)
@@ -300,5 +334,6 @@ def test_reparameterization_graph_draws_both_graphs_as_png():
     axes = fig.get_axes()
     assert [ax.get_title() for ax in axes] == ["sampling: a random node", "reparameterized: noise as an input"]
     texts = [t.get_text() for t in axes[1].texts]
-    assert any("epsilon" in t for t in texts) and any("reaches" in t for t in texts)
+    lunate = "\N{GREEK LUNATE EPSILON SYMBOL}"  # the glyph MathJax draws for \epsilon
+    assert any(lunate in t for t in texts) and any("reaches" in t for t in texts)
     assert fig._repr_png_().startswith(b"\x89PNG")

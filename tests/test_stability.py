@@ -7,7 +7,6 @@ import pytest
 import torch
 
 import vaelib as vl
-import vaelib.pretrained
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +34,7 @@ def test_default_model_100_epochs_stays_finite(mnist_subset):
 @pytest.mark.slow
 def test_iwae_k50_on_dynamic_binarization_stays_finite(mnist_subset):
     torch.manual_seed(1)
-    model = vl.VAE(vaelib.pretrained.burda_config())
+    model = vl.VAE(vl.burda.config())
     config = vl.TrainConfig(epochs=5, batch_size=64, k=50, pixels="dynamic", seed=1, device="cpu")
     history = vl.fit(model, mnist_subset[:256], None, config, progress=False)
     assert all(math.isfinite(h["train_loss"]) for h in history)

@@ -3,6 +3,7 @@ bias from the mean training pixel, Adam's epsilon and beta1.  Defaults change no
 does what it says, is saved with the run and refused when changed on resume; the ablation
 script summarises seeds and paired effects correctly."""
 
+import json
 import math
 from dataclasses import asdict, replace
 
@@ -11,6 +12,7 @@ import torch
 from conftest import load_benchmark
 
 import vaelib as vl
+import vaelib.burda
 from vaelib import streams
 from vaelib.checkpoint import load_checkpoint
 from vaelib.models import init_output_bias
@@ -171,6 +173,12 @@ def _record(setting: str, seed: int, nll: float) -> dict:
         "valid_nll": nll + 1,
         "test_elbo": -nll - 4,
         "train_seconds": 3600.0,
+        "n_test": 10_000,
+        "machine": "a test",
+        # evaluated every second epoch, one seed also at epoch 3
+        "history": [
+            {"epoch": e, **({"test_elbo": -nll - 10 + e} if e % 2 == 0 or seed == e else {})} for e in (1, 2, 3, 4)
+        ],
     }
 
 
@@ -187,6 +195,29 @@ def test_ablation_summary_pairs_seeds_and_gives_the_standard_error():
     assert effect["se"] == pytest.approx(0.5 / math.sqrt(3))
     assert summary["effects"]["all vs baseline"]["se"] is None  # one seed: no spread to report
     assert "eps vs baseline" not in summary["effects"]  # no runs, no effect
+    # The learning curve: the mean over seeds, at the epochs that every seed evaluated.
+    assert summary["settings"]["baseline"]["curve"] == {"epoch": [2, 4], "test_elbo": [-99.0, -97.0]}
+
+
+def test_the_shipped_ablation_summary_is_the_report_of_the_committed_runs():
+    """vl.burda.ablation() (what chapter 5 reads) is `burda_ablation.py report` of the per-run results in
+    benchmarks/results/burda_ablation/, and each of those is a whole record of a finished run."""
+    records = [json.loads(p.read_text()) for p in sorted(ablation.RESULTS.glob("*.json"))]
+    assert records, "no finished ablation runs are committed"
+    shipped = vl.burda.ablation()
+    assert {k: v for k, v in shipped.items() if k not in ("runs_done", "runs_planned")} == ablation.summarize(records)
+    assert shipped["runs_done"] == len(records) and shipped["runs_planned"] == len(ablation.runs())
+    for record in records:
+        assert record["run"] == f"{record['setting']}-s{record['seed']}"
+        assert record["history"][-1]["epoch"] == record["train_config"]["epochs"] == ablation.EPOCHS
+        assert record["nll_k"] == ablation.NLL_K and record["n_test"] == 10_000
+        assert record["test_nll"] <= -record["test_elbo"]  # L_1000 is above the ELBO
+
+
+def test_a_missing_ablation_summary_says_what_to_do(monkeypatch, tmp_path):
+    monkeypatch.setattr(vaelib.burda.resources, "files", lambda package: tmp_path)
+    with pytest.raises(vl.VaelibError, match="burda_ablation.json is missing or damaged.*burda_ablation.py report"):
+        vl.burda.ablation()
 
 
 def test_ablation_settings_are_the_published_details():

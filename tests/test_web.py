@@ -17,12 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SHIPPED
 
 import vaelib as vl
 from vaelib.checkpoint import save_checkpoint
 from vaelib.cli import main
-
-SHIPPED = ("notes-mnist-20", "mnist-2d", "mnist-cvae", "burda-vae-k1", "burda-iwae-k5")
 
 
 def read_export(manifest_path: Path) -> tuple[dict, dict[str, np.ndarray]]:

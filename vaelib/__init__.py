@@ -7,7 +7,7 @@ The public surface follows one rule: the names below are what a user of the
 VAE needs (the README and chapter 5 use them), and each chapter's toolbox is
 a namespace (``vl.gaussian``, ``vl.information``, ``vl.pca``,
 ``vl.autoencoder``, ``vl.elbo``, ``vl.estimators``, ``vl.linear_gaussian``,
-``vl.plot``) whose ``__all__`` lists its own names.  Every public name is
+``vl.burda``, ``vl.plot``) whose ``__all__`` lists its own names.  Every public name is
 listed in exactly one ``__all__``, the top level's or one namespace's, and is
 documented there, under that one name.  A module may also hold, as plain
 attributes, names whose home is elsewhere: ``vl.elbo.objective`` is
@@ -28,7 +28,7 @@ _HOMES = {  # module: the public names it defines
     "checkpoint": ("load_model",),
     "data": ("binarize", "load"),
     "devices": ("resolve_device",),
-    "elbo": ("iwae_bound", "kl_warmup", "log_marginal_likelihood", "objective"),
+    "elbo": ("iwae_bound", "log_marginal_likelihood", "objective"),
     "errors": ("CheckpointError", "DataError", "DeviceError", "VaelibError"),
     "explore": (
         "active_units", "encode_dataset", "interpolate", "kl_per_dimension", "latent_grid", "reconstruct",
@@ -47,7 +47,7 @@ __all__ = [
     # models
     "VAE", "VAEConfig", "Autoencoder", "AutoencoderConfig", "build_model",
     # the objective
-    "objective", "iwae_bound", "log_marginal_likelihood", "kl_warmup",
+    "objective", "iwae_bound", "log_marginal_likelihood",
     # training
     "TrainConfig", "train_epoch", "fit", "evaluate",
     # data
@@ -59,7 +59,7 @@ __all__ = [
     # errors
     "VaelibError", "DataError", "CheckpointError", "DeviceError",
     # the chapters' toolboxes, used as vl.pca.*, vl.information.*, ...
-    "gaussian", "information", "pca", "autoencoder", "elbo", "estimators", "linear_gaussian", "plot",
+    "gaussian", "information", "pca", "autoencoder", "elbo", "estimators", "linear_gaussian", "burda", "plot",
 ]
 # fmt: on
 

@@ -33,10 +33,11 @@ from .errors import VaelibError
 from .gaussian import kl_standard_normal, log_normal, reparameterize
 
 # The helpers: what the chapters use as vl.elbo.* (bernoulli_log_likelihood is defined in the leaf
-# module vaelib.bernoulli, beside vaelib.gaussian).  objective, ELBOTerms, iwae_bound,
-# log_marginal_likelihood and kl_warmup are public at the top level (vl.objective, ...).
+# module vaelib.bernoulli, beside vaelib.gaussian).  objective, iwae_bound and
+# log_marginal_likelihood are public at the top level (vl.objective, ...).
 __all__ = [
     "ELBOTerms",
+    "kl_warmup",
     "LatentVariableModel",
     "bernoulli_log_likelihood",
     "log_weights",

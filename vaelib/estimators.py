@@ -16,7 +16,7 @@ with respect to ``mu`` and ``logvar`` in two ways:
   :math:`(f(z) - b)\, \nabla_\phi \log q_\phi(z)`, :math:`z \sim q` (Williams 1992),
   where the baseline :math:`b` does not depend on z;
 * the **pathwise** (reparameterization) estimator
-  :math:`\nabla_\phi f(\mu + \sigma \odot \varepsilon)`, :math:`\varepsilon \sim \mathcal{N}(0, I)`
+  :math:`\nabla_\phi f(\mu + \sigma \odot \epsilon)`, :math:`\epsilon \sim \mathcal{N}(0, I)`
   (Kingma and Welling 2014; Rezende et al. 2014).
 
 Both return **per-sample** estimates of shape (K, ..., D), so their mean
@@ -80,13 +80,13 @@ def _check_f_output(fz: Tensor, expected: tuple[int, ...]) -> None:
 def gaussian_score(z: Tensor, mu: Tensor, logvar: Tensor) -> tuple[Tensor, Tensor]:
     r"""The score ``grad log N(z; mu, diag sigma^2)`` with respect to ``mu`` and ``logvar``.
 
-    Per coordinate, with :math:`\varepsilon = (z - \mu) / \sigma`:
+    Per coordinate, with :math:`\epsilon = (z - \mu) / \sigma`:
 
     .. math::
 
-        \frac{\partial \log q}{\partial \mu} &= \frac{z - \mu}{\sigma^2} = \frac{\varepsilon}{\sigma} \\
+        \frac{\partial \log q}{\partial \mu} &= \frac{z - \mu}{\sigma^2} = \frac{\epsilon}{\sigma} \\
         \frac{\partial \log q}{\partial \log \sigma^2}
-        &= \frac{1}{2} \Big(\frac{(z - \mu)^2}{\sigma^2} - 1\Big) = \frac{\varepsilon^2 - 1}{2}
+        &= \frac{1}{2} \Big(\frac{(z - \mu)^2}{\sigma^2} - 1\Big) = \frac{\epsilon^2 - 1}{2}
 
     Both have mean zero under q.  ``z``: (..., D) broadcastable with ``mu``,
     ``logvar`` (..., D); returns two tensors of the broadcast shape.
@@ -166,13 +166,13 @@ def reparameterized_gradient(
     .. math::
 
         \nabla_\phi \mathbb{E}_{q_\phi}[f(z)]
-        = \mathbb{E}_{\varepsilon \sim \mathcal{N}(0, I)}\big[\nabla_\phi f(\mu + \sigma \odot \varepsilon)\big]
+        = \mathbb{E}_{\epsilon \sim \mathcal{N}(0, I)}\big[\nabla_\phi f(\mu + \sigma \odot \epsilon)\big]
 
-    because :math:`z = \mu + \sigma \odot \varepsilon` has law q while the law of
-    :math:`\varepsilon` does not depend on :math:`\phi = (\mu, \log \sigma^2)`
+    because :math:`z = \mu + \sigma \odot \epsilon` has law q while the law of
+    :math:`\epsilon` does not depend on :math:`\phi = (\mu, \log \sigma^2)`
     (Kingma and Welling 2014, section 2.4).  By the chain rule
     :math:`\partial f / \partial \mu = f'(z)` and
-    :math:`\partial f / \partial \log \sigma^2 = f'(z)\, \sigma \varepsilon / 2`;
+    :math:`\partial f / \partial \log \sigma^2 = f'(z)\, \sigma \epsilon / 2`;
     here they are computed by autograd through :func:`vaelib.gaussian.reparameterize`,
     so ``f`` must be differentiable (a torch function of z).  For a piecewise
     constant ``f`` (e.g. a step) the result is zero even where the true

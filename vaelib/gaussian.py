@@ -60,7 +60,7 @@ def reparameterize(
 
     .. math::
 
-        z = \mu + \sigma \odot \varepsilon, \qquad \varepsilon \sim \mathcal{N}(0, I),
+        z = \mu + \sigma \odot \epsilon, \qquad \epsilon \sim \mathcal{N}(0, I),
         \qquad \sigma = \exp(\texttt{logvar} / 2).
 
     ``mu``, ``logvar``: (B, D).  Returns (B, D)

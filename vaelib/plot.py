@@ -33,6 +33,7 @@ __all__ = [
     "manifold",
     "training_curves",
     "compare_runs",
+    "seed_spread",
     "reparameterization_graph",
     "tile",
 ]
@@ -71,12 +72,22 @@ def _styled(function):
 
 
 class Figure(_MplFigure):
-    """A matplotlib Figure that a notebook displays as PNG without pyplot."""
+    """A matplotlib Figure that a notebook displays as PNG without pyplot.
+
+    The PNG has a palette of 256 colours: a notebook stores it, and a plot or
+    a grey image needs no more (the book's figures take about half the bytes
+    of a full-colour PNG).  ``savefig`` is matplotlib's, unchanged.
+    """
 
     def _repr_png_(self) -> bytes:
+        from PIL import Image  # a dependency of matplotlib
+
         buffer = io.BytesIO()
         self.savefig(buffer, format="png", dpi=STYLE["savefig.dpi"], bbox_inches="tight")
-        return buffer.getvalue()
+        buffer.seek(0)
+        out = io.BytesIO()
+        Image.open(buffer).convert("RGB").quantize(256).save(out, format="PNG", optimize=True)
+        return out.getvalue()
 
 
 def _images(x: Tensor | np.ndarray, shape: tuple[int, int] | None) -> np.ndarray:
@@ -278,6 +289,40 @@ def compare_runs(
     return fig
 
 
+@_styled
+def seed_spread(
+    values: Mapping[str, Sequence[float]],
+    *,
+    references: Mapping[str, float] | None = None,
+    xlabel: str = "test NLL (nats)",
+    title: str | None = None,
+) -> Figure:
+    """One row per setting, top to bottom in the order given: each seed's value as a dot and the mean as a
+    bar, so that the spread over seeds sits beside the differences between settings.
+
+    ``values`` maps a setting's name to its per-seed values; ``references``
+    draws a dashed vertical line per label and value (a published number).
+    """
+    if not values or any(len(v) == 0 for v in values.values()):
+        raise VaelibError("seed_spread needs at least one setting, each with at least one value")
+    names = list(values)
+    fig = Figure(figsize=(6.4, 0.45 * len(names) + 1.3), layout="constrained")
+    ax = fig.subplots()
+    for row, name in enumerate(names):
+        v = np.asarray(values[name], dtype=float)
+        ax.plot(v, np.full(len(v), row), "o", ms=5, alpha=0.7, color="C0", label="one seed" if row == 0 else None)
+        ax.plot([v.mean()] * 2, [row - 0.3, row + 0.3], "-", lw=2.5, color="k", label="mean" if row == 0 else None)
+    for j, (label, value) in enumerate((references or {}).items()):
+        ax.axvline(value, ls="--", lw=1.0, color=f"C{j + 1}", label=label)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_ylim(len(names) - 0.5, -0.5)  # the first setting on top
+    ax.set_xlabel(xlabel)
+    ax.legend(loc="best")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
 def _graph_row(ax, reparameterized: bool) -> None:
     """One computation graph phi -> (mu, sigma) -> z -> f(z), with the backward pass drawn in red."""
     box = {"boxstyle": "round,pad=0.4", "fc": "#eaf0f8", "ec": "#2c3e50"}
@@ -286,13 +331,16 @@ def _graph_row(ax, reparameterized: bool) -> None:
     title = "reparameterized: noise as an input" if reparameterized else "sampling: a random node"
     ax.set(xlim=(-0.4, 3.4), ylim=(-1.1, 1.5 if reparameterized else 0.4), title=title)
     ax.axis("off")
-    z_text = r"$\mu + \sigma \odot \epsilon$" if reparameterized else r"$z \sim q_\phi$"
+    # MathJax draws the book's \epsilon as the lunate one; mathtext draws both of its
+    # epsilons as the other, so the figure writes the character itself.
+    eps = "\N{GREEK LUNATE EPSILON SYMBOL}"
+    z_text = rf"$\mu + \sigma \odot {eps}$" if reparameterized else r"$z \sim q_\phi$"
     for j, text in enumerate([r"$\phi$", r"$\mu, \sigma$", z_text, r"$f(z)$"]):
         ax.text(j, 0, text, ha="center", va="center", bbox=noise if j == 2 and not reparameterized else box)
     for j in range(3):  # the forward pass
         ax.annotate("", (j + 0.62, 0), (j + 0.38, 0), arrowprops={"arrowstyle": "-|>"})
     if reparameterized:  # the noise enters as an input
-        ax.text(2, 1.1, r"$\epsilon \sim \mathcal{N}(0, I)$", ha="center", bbox=noise)
+        ax.text(2, 1.1, rf"${eps} \sim \mathcal{{N}}(0, I)$", ha="center", bbox=noise)
         ax.annotate("", (2, 0.3), (2, 0.85), arrowprops={"arrowstyle": "-|>", "ls": "--"})
     arrow = {"arrowstyle": "-|>" if reparameterized else "-[", "color": red, "lw": 2}
     ax.annotate("", (0 if reparameterized else 2, -0.6), (3, -0.6), arrowprops=arrow)

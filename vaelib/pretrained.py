@@ -7,11 +7,8 @@ model and training configs, epochs, wall time, machine, the command that
 reproduces it, the per-epoch history, the test metrics and the SHA-256 of the
 weight file.  ``benchmarks/pretrained.py`` trains and exports them.  A
 missing or damaged record is an error that names its file, and it does not
-stop the other models from loading.
-
-The module also keeps the recipe of the ``burda-*`` models (their
-architecture and training split); the numbers Burda et al. published are in
-:mod:`vaelib.burda`.
+stop the other models from loading.  (The architecture, split and published
+numbers of the ``burda-*`` models are in :mod:`vaelib.burda`.)
 """
 
 from __future__ import annotations
@@ -27,17 +24,11 @@ from torch import nn
 from .checkpoint import config_from_dict
 from .devices import resolve_device
 from .errors import CheckpointError, VaelibError
-from .models import VAEConfig, build_model
+from .models import build_model
 
-__all__ = ["load_pretrained", "pretrained_models", "BURDA_N_TRAIN", "burda_config"]
+__all__ = ["load_pretrained", "pretrained_models"]
 
-BURDA_N_TRAIN = 59_600  # they train on the first 59,600 MNIST images and keep the last 400 for validation
 RECORD_KEYS = ("model_kind", "model_config", "sha256")  # what loading a model needs of its record
-
-
-def burda_config() -> VAEConfig:
-    """Burda et al.'s 784-200-200-50 tanh architecture with a Bernoulli decoder."""
-    return VAEConfig(latent_dim=50, hidden_dims=(200, 200), activation="tanh", likelihood="bernoulli")
 
 
 def _weights_dir() -> Path:

@@ -6,9 +6,9 @@ committed twice: when an HTML build finishes, :func:`write_lab_assets` writes
 into ``_static/lab/`` of the output
 
 * each model as ``vaelib.export_web`` exports it (manifest and float16 weights);
-* ``heldout.json``: the encoder means of held-out MNIST test images under
-  ``mnist-2d`` with their labels (the map's scatter), and a few binarized
-  held-out digits to start from;
+* ``heldout.json``: which model each panel runs; the encoder means of
+  held-out MNIST test images under the map's model with their labels (the
+  map's scatter), and a few binarized held-out digits to start from;
 * the static figures that the page shows without JavaScript (``lab-map.png``,
   ``lab-draw.png``, ``lab-cvae.png``), drawn from the same models.
 
@@ -27,12 +27,15 @@ import torch
 
 import vaelib as vl
 
-# name: export options.  float16 halves the bytes (the bounds move by < 0.05 nats, tests/test_lab_browser.py).
+# panel: (shipped model, export options).  float16 halves the bytes (the bounds move by < 0.05 nats,
+# tests/test_lab_browser.py); the two small models (a quarter of mnist-2d's and mnist-cvae's weights, the same
+# recipe) keep the page's assets under 3 MB.
 LAB_MODELS = {
-    "mnist-2d": {"half": True},  # the map, and the posterior of a drawn digit
-    "mnist-cvae": {"half": True, "decoder_only": True},  # digits on demand only decode
-    "burda-vae-k1": {"half": True},  # the bounds of a drawn digit
+    "map": ("mnist-2d-small", {"half": True}),  # the map, and the posterior of a drawn digit
+    "cvae": ("mnist-cvae-small", {"half": True, "decoder_only": True}),  # digits on demand only decode
+    "bounds": ("burda-vae-k1", {"half": True}),  # the bounds of a drawn digit
 }
+MAP, CVAE, BOUNDS = (name for name, _ in LAB_MODELS.values())
 N_CODES = 2000  # held-out test images on the map
 DIGITS_PER_CLASS = 2  # held-out digits to start the drawing pad from
 KS = (1, 5, 50, 500)  # the bounds the page shows
@@ -47,16 +50,18 @@ def _binary_hex(x: torch.Tensor) -> str:
 
 
 def heldout(root: str | None = None) -> dict:
-    """The map's scatter and the starting digits, from the MNIST test set (binarized with a seeded draw)."""
-    model = vl.load_pretrained("mnist-2d")
+    """Each panel's model, the map's scatter and the starting digits, from the MNIST test set (binarized with a
+    seeded draw)."""
+    model = vl.load_pretrained(MAP)
     x, y = vl.load("mnist", "test", root=root)
     mu, _ = vl.encode_dataset(model, x[:N_CODES])  # (N, 2)
     extent = max(3.0, math.ceil(2 * float(mu.abs().quantile(0.995))) / 2)  # half-units, the codes' 99.5th percentile
     x_bin = vl.binarize(x, torch.Generator().manual_seed(SEED))
     picks = [i for label in range(10) for i in torch.nonzero(y == label)[:DIGITS_PER_CLASS, 0].tolist()]
     return {
+        "models": {panel: name for panel, (name, _) in LAB_MODELS.items()},
         "codes": {
-            "model": "mnist-2d",
+            "model": MAP,
             "extent": extent,
             "z": [[round(a, 3), round(b, 3)] for a, b in mu.tolist()],
             "labels": y[:N_CODES].tolist(),
@@ -86,7 +91,7 @@ def figures(data: dict, out: Path) -> None:
     codes = np.array(data["codes"]["z"])
     labels = np.array(data["codes"]["labels"])
     extent = data["codes"]["extent"]
-    mnist_2d, cvae, burda = (vl.load_pretrained(name) for name in LAB_MODELS)
+    map_model, cvae, burda = (vl.load_pretrained(name) for name in (MAP, CVAE, BOUNDS))
     z0 = torch.tensor([START_Z])
     with torch.no_grad(), matplotlib.rc_context(vl.plot.STYLE):
 
@@ -102,21 +107,20 @@ def figures(data: dict, out: Path) -> None:
 
         fig = vl.plot.Figure(figsize=(7.5, 3.6), layout="constrained")
         left, right = fig.subplots(1, 2, width_ratios=[1.6, 1])
-        scatter(left, "held-out codes of mnist-2d, coloured by label")
+        scatter(left, f"held-out codes of {MAP}, coloured by label")
         left.plot(*START_Z, "o", ms=10, mfc="white", mec="black", mew=2)
-        digit(right, mnist_2d.mean(mnist_2d.decode(z0))[0], f"decoded at z = ({START_Z[0]:.0f}, {START_Z[1]:.0f})")
+        digit(right, map_model.mean(map_model.decode(z0))[0], f"decoded at z = ({START_Z[0]:.0f}, {START_Z[1]:.0f})")
         fig.savefig(out / "lab-map.png", dpi=80)
 
         first = data["digits"][0]
         x = torch.tensor([int(h, 16) >> (3 - j) & 1 for h in first["hex"] for j in range(4)], dtype=torch.float32)
-        mu, logvar = mnist_2d.encode(x[None])
+        mu, logvar = map_model.encode(x[None])
         result = bounds(burda, x)
         fig = vl.plot.Figure(figsize=(11, 3.0), layout="constrained")
         axes = fig.subplots(1, 4, width_ratios=[1, 1, 1.2, 1.8])
         digit(axes[0], x, f"a held-out {first['label']} (binarized)")
-        digit(axes[1], burda.mean(burda.decode(burda.encode(x[None])[0]))[0], "x̂ at z = μ (burda-vae-k1)")
-        scatter(axes[2], "q(z|x) of mnist-2d")
-        axes[2].set_title("q(z|x) of mnist-2d: μ ± 2σ")
+        digit(axes[1], burda.mean(burda.decode(burda.encode(x[None])[0]))[0], f"x̂ at z = μ ({BOUNDS})")
+        scatter(axes[2], f"q(z|x) of {MAP}: μ ± 2σ")
         sigma = (0.5 * logvar).exp()[0]
         axes[2].add_patch(
             matplotlib.patches.Ellipse(mu[0].tolist(), 4 * float(sigma[0]), 4 * float(sigma[1]), fc="none", ec="k")
@@ -141,7 +145,7 @@ def write_lab_assets(out_dir: str | Path, *, root: str | None = None, with_figur
     """Write every asset of the lab into ``out_dir``; returns each file's size in bytes."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for name, options in LAB_MODELS.items():
+    for name, options in LAB_MODELS.values():
         vl.export_web(name, out, **options)
     data = heldout(root)
     (out / "heldout.json").write_text(json.dumps(data, separators=(",", ":")) + "\n", encoding="utf-8")

@@ -8,7 +8,6 @@
 
 import * as lab from "./vae_lab.js";
 
-const MODELS = { map: "mnist-2d", cvae: "mnist-cvae", bounds: "burda-vae-k1" };
 const N_DRAWS = 500; // draws of z per digit: the bounds L_k for k in KS all come from them
 const KS = [1, 5, 50, N_DRAWS];
 const TAB10 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22"];
@@ -209,7 +208,7 @@ function zInputs(pad) {
 }
 
 // ---------------------------------------------------------------------------
-// Panel 1: the map (mnist-2d)
+// Panel 1: the map (a 2-D VAE)
 // ---------------------------------------------------------------------------
 
 function mapPanel(root, model, codes) {
@@ -218,7 +217,7 @@ function mapPanel(root, model, codes) {
   const pad = latentPad({
     size: 320,
     extent: codes.extent,
-    label: "latent code z on the map of held-out codes (mnist-2d)",
+    label: `latent code z on the map of held-out codes (${model.manifest.name})`,
     description:
       "Drag the point, or focus the map and press the arrow keys (Shift: larger steps), or type z below; the " +
       "decoder draws the digit of that z beside the map. Each dot is a held-out test image placed at its encoder " +
@@ -488,7 +487,7 @@ function drawPanel(root, mapModel, boundModel, codes, digits) {
     const gap = r && r.Lk[N_DRAWS] - r.elbo;
     const said = r ? `ELBO ${fmt(r.elbo)}, L${sub(N_DRAWS)} ${fmt(r.Lk[N_DRAWS])}, gap ${fmt(gap)} nats` : "not yet";
     plot.canvas.setAttribute("aria-label", `plot of the bound L_k against k for your digit: ${said}`);
-    // The posterior of mnist-2d on its map (the map of panel 1), as the ellipse mu +- 2 sigma.
+    // The posterior under the map's model (the map of panel 1), as the ellipse mu +- 2 sigma.
     const frame = { size: posterior.width, at: toScreen(codes.extent, posterior.width) };
     drawScatter(posterior.ctx, frame, codes);
     if (!state.posterior) return;
@@ -510,10 +509,10 @@ function drawPanel(root, mapModel, boundModel, codes, digits) {
     const x = pad.x;
     const q = mapModel.encode(x);
     state.posterior = { mu: q.mu, sigma: q.logvar.map((l) => Math.exp(0.5 * l)) };
-    posteriorText.textContent = `q(z|x) of mnist-2d: \u03bc = ${zText(q.mu)}, \u03c3 = ${zText(state.posterior.sigma)}`;
+    posteriorText.textContent = `q(z|x) of ${mapModel.manifest.name}: \u03bc = ${zText(q.mu)}, \u03c3 = ${zText(state.posterior.sigma)}`;
     posterior.canvas.setAttribute(
       "aria-label",
-      `your digit's posterior on the map of mnist-2d: ${posteriorText.textContent}`,
+      `your digit's posterior on the map of ${mapModel.manifest.name}: ${posteriorText.textContent}`,
     );
     drawDigit(reconstruction, boundModel.mean(boundModel.decode(boundModel.encode(x).mu))); // x_hat at z = mu
     state.busy = true;
@@ -559,7 +558,7 @@ function drawPanel(root, mapModel, boundModel, codes, digits) {
 }
 
 // ---------------------------------------------------------------------------
-// Panel 3: digits on demand (mnist-cvae)
+// Panel 3: digits on demand (a conditional VAE)
 // ---------------------------------------------------------------------------
 
 function cvaePanel(root, model) {
@@ -588,7 +587,7 @@ function cvaePanel(root, model) {
   const pad = latentPad({
     size: 240,
     extent: 3.5,
-    label: "style z of the conditional VAE (mnist-cvae)",
+    label: `style z of the conditional VAE (${model.manifest.name})`,
     description:
       "Drag the point, or focus the pad and press the arrow keys (Shift: larger steps). The circles mark 1, 2 and " +
       "3 standard deviations of the prior p(z) = N(0, I); the decoder draws the chosen label in the style z.",
@@ -630,10 +629,12 @@ async function start() {
   statusLine.textContent = "Loading the models\u2026";
   statusLine.setAttribute("aria-busy", "true"); // until the panels are live (the book's browser check waits for it)
   try {
-    const [mapModel, cvaeModel, boundModel, heldout] = await Promise.all([
-      ...[MODELS.map, MODELS.cvae, MODELS.bounds].map((name) => lab.loadModel(new URL(`${name}.json`, assets))),
-      fetchJson(new URL("heldout.json", assets)),
-    ]);
+    // heldout.json names each panel's model ({map, cvae, bounds}: the build's choice) beside the held-out data.
+    const heldout = await fetchJson(new URL("heldout.json", assets));
+    const { map, cvae, bounds } = heldout.models;
+    const [mapModel, cvaeModel, boundModel] = await Promise.all(
+      [map, cvae, bounds].map((name) => lab.loadModel(new URL(`${name}.json`, assets))),
+    );
     const digits = unpackDigits(heldout.digits);
     for (const panel of Object.values(panels)) {
       for (const fallback of panel.querySelectorAll(".vae-lab-static")) fallback.hidden = true;
