@@ -276,13 +276,28 @@ def report() -> int:
     summary["runs_planned"] = len(runs())
     SUMMARY.parent.mkdir(parents=True, exist_ok=True)
     SUMMARY.write_text(json.dumps(summary, indent=1) + "\n")
+    print("\n".join(markdown_table(summary)))
+    return 0
+
+
+def markdown_table(summary: dict) -> list[str]:
+    """The summary as the rows of RESULTS.md's table: per setting, the mean and sd of the test NLL over the
+    seeds, and the paired effect with its standard error (tests/test_training_knobs.py checks they agree)."""
+    effects = {pair.split(" vs ")[0]: (pair.split(" vs ")[1], e) for pair, e in summary["effects"].items()}
+    rows = [
+        "| setting | what changes from vaelib's defaults | test NLL, -L_1000 (nats) | sd | seeds | effect (nats) |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for name, s in summary["settings"].items():
         nll = s["test_nll"]
         sd = "-" if nll["sd"] is None else f"{nll['sd']:.2f}"
-        print(f"{name:10s} test NLL {nll['mean']:.2f} (sd {sd}, n={nll['n']})")
-    for name, e in summary["effects"].items():
-        print(f"{name:18s} {e['mean']:+.2f} nats (se {e['se'] if e['se'] is None else round(e['se'], 2)})")
-    return 0
+        effect = ""
+        if name in effects:
+            reference, e = effects[name]
+            se = "" if e["se"] is None else f" (se {e['se']:.2f})"
+            effect = f"{e['mean']:+.2f}{se}" + (f" against `{reference}`" if reference != "baseline" else "")
+        rows.append(f"| `{name}` | {s['changes']} | {nll['mean']:.2f} | {sd} | {nll['n']} | {effect} |")
+    return rows
 
 
 def _nll_1000_and_5000(model, x: torch.Tensor, seed: int, recorded: dict[int, float]) -> dict:

@@ -214,6 +214,13 @@ def test_the_shipped_ablation_summary_is_the_report_of_the_committed_runs():
         assert record["test_nll"] <= -record["test_elbo"]  # L_1000 is above the ELBO
 
 
+def test_results_md_reports_the_shipped_ablation_summary():
+    report = (ablation.HERE / "RESULTS.md").read_text()
+    section = report[report.index("### What the gap is made of") :]
+    for row in ablation.markdown_table(vl.burda.ablation()):
+        assert row in section, row
+
+
 def test_a_missing_ablation_summary_says_what_to_do(monkeypatch, tmp_path):
     monkeypatch.setattr(vaelib.burda.resources, "files", lambda package: tmp_path)
     with pytest.raises(vl.VaelibError, match="burda_ablation.json is missing or damaged.*burda_ablation.py report"):
