@@ -274,6 +274,8 @@ def report() -> int:
     summary = summarize(records)
     summary["runs_done"] = len(records)
     summary["runs_planned"] = len(runs())
+    if CHECK_K.exists():  # how far L_1000, the score, sits above L_5000 on the models check-k measured
+        summary["check_k"] = json.loads(CHECK_K.read_text())
     SUMMARY.parent.mkdir(parents=True, exist_ok=True)
     SUMMARY.write_text(json.dumps(summary, indent=1) + "\n")
     print("\n".join(markdown_table(summary)))

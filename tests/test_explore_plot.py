@@ -271,6 +271,18 @@ def test_the_notebook_png_is_the_figure_in_256_colours(no_pyplot, vae2):
         assert np.abs(pixels - reference).mean() < 1.0 and np.abs(pixels - reference).max() <= 48
 
 
+def test_a_notebook_shows_the_256_colour_png(no_pyplot, monkeypatch):
+    """IPython calls _ipython_display_ before any matplotlib hook: the notebook gets _repr_png_'s bytes."""
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda data, raw=False: shown.append((data, raw)))
+    fig = vl.plot.seed_spread({"a": [1.0, 2.0]})
+    fig._ipython_display_()
+    ((data, raw),) = shown
+    assert raw and data["image/png"] == fig._repr_png_() and data["text/plain"] == repr(fig)
+
+
 def test_seed_spread_draws_every_seed_and_the_mean(no_pyplot):
     fig = vl.plot.seed_spread({"a": [3.0, 5.0], "b": [1.0]}, references={"paper": 2.0}, title="t")
     _check_figure(fig, 1)

@@ -205,7 +205,10 @@ def test_the_shipped_ablation_summary_is_the_report_of_the_committed_runs():
     records = [json.loads(p.read_text()) for p in sorted(ablation.RESULTS.glob("*.json"))]
     assert records, "no finished ablation runs are committed"
     shipped = vl.burda.ablation()
-    assert {k: v for k, v in shipped.items() if k not in ("runs_done", "runs_planned")} == ablation.summarize(records)
+    made_by_report = ("runs_done", "runs_planned", "check_k")
+    assert {k: v for k, v in shipped.items() if k not in made_by_report} == ablation.summarize(records)
+    if ablation.CHECK_K.exists():
+        assert shipped["check_k"] == json.loads(ablation.CHECK_K.read_text())
     assert shipped["runs_done"] == len(records) and shipped["runs_planned"] == len(ablation.runs())
     for record in records:
         assert record["run"] == f"{record['setting']}-s{record['seed']}"

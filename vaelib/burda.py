@@ -43,6 +43,9 @@ def ablation() -> dict:
     the same seed (``"bias vs baseline"``, ..., ``"all-b20 vs all"``), with
     its ``mean``, standard error ``se``, ``seeds`` and ``diffs``.  Also
     ``runs_done`` of ``runs_planned`` and the ``machines`` they ran on.
+    ``check_k``, where measured: on a few models (``models``), the score
+    -L_1000 beside -L_5000 and their ``difference``, whether the two rank the
+    models alike (``same_order``) and the largest difference.
     """
     path = resources.files("vaelib") / "results" / "burda_ablation.json"
     try:

@@ -79,6 +79,13 @@ class Figure(_MplFigure):
     of a full-colour PNG).  ``savefig`` is matplotlib's, unchanged.
     """
 
+    def _ipython_display_(self) -> None:
+        """Show the figure in a notebook as :meth:`_repr_png_` draws it.  IPython asks this method first; its
+        matplotlib support would otherwise draw every Figure, this one included, as a full-colour PNG."""
+        from IPython.display import display
+
+        display({"image/png": self._repr_png_(), "text/plain": repr(self)}, raw=True)
+
     def _repr_png_(self) -> bytes:
         from PIL import Image  # a dependency of matplotlib
 
