@@ -2,7 +2,8 @@
 
 ``vl.burda`` is what a reproduction of their Table 1 needs: the
 784-200-200-50 tanh architecture (:func:`config`), the training images they
-used (:data:`N_TRAIN`) and the test NLLs they report (:data:`PUBLISHED_NLL`).
+used (:data:`vaelib.burda.N_TRAIN`) and the test NLLs they report
+(:data:`vaelib.burda.PUBLISHED_NLL`).
 The shipped ``burda-*`` models (:func:`vaelib.load_pretrained`), chapter 5
 and ``benchmarks/burda_*.py`` all read them from here, and :func:`ablation`
 returns what the ablation of their training details measured.
