@@ -8,7 +8,10 @@ rules on ``beta``, ``k``, ``eps`` and the autoencoder's arguments, the chunks
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -299,3 +302,88 @@ def test_load_refuses_files_that_hold_other_arrays(tmp_path, idx_writer, images,
     idx_writer(raw / "train-labels-idx1-ubyte", np.zeros(1))
     with pytest.raises(vl.DataError, match=problem + r".*Fetch the data set again$"):
         vl.load("mnist", "test", root=tmp_path, download=False)
+
+
+# --- checkpoint.py: where a checkpoint goes, what an interrupted save leaves, what a refusal says ---
+
+
+def test_a_checkpoint_goes_into_directories_that_do_not_exist_yet(tmp_path, tiny_vae):
+    path = tmp_path / "a" / "b" / "checkpoint.pt"
+    assert vaelib.checkpoint.writable_path(path) == path and path.parent.is_dir()
+    deeper = tmp_path / "c" / "d" / "checkpoint.pt"
+    vaelib.checkpoint.save_checkpoint(deeper, tiny_vae, epoch=1)
+    assert vaelib.checkpoint.load_checkpoint(deeper)["epoch"] == 1
+
+
+def test_a_save_writes_a_hidden_temporary_beside_the_file_and_leaves_none(tmp_path, tiny_vae, monkeypatch):
+    """The temporary is .NAME.*.tmp in the same directory (so os.replace is atomic and the next save finds
+    what a killed one left); it is gone after a save that succeeds and after one that fails."""
+    path = tmp_path / "run.pt"
+    stale = tmp_path / ".run.pt.x1.tmp"  # what a killed save leaves
+    other = tmp_path / ".other.pt.x1.tmp"  # another file's: not ours to delete
+    stale.write_bytes(b"partial")
+    other.write_bytes(b"partial")
+    seen = []
+    real_mkstemp = tempfile.mkstemp
+
+    def mkstemp(**kwargs):
+        fd, name = real_mkstemp(**kwargs)
+        seen.append(Path(name))
+        return fd, name
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    vaelib.checkpoint.save_checkpoint(path, tiny_vae)
+    (tmp,) = seen
+    assert tmp.parent == tmp_path and tmp.name.startswith(".run.pt.") and tmp.name.endswith(".tmp")
+    assert not stale.exists() and other.exists() and not list(tmp_path.glob(".run.pt.*.tmp"))
+    assert path.stat().st_mode & 0o777 == 0o666 & ~_umask()  # the usual permissions, not mkstemp's 0o600
+
+    def fails(obj, f):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", fails)
+    with pytest.raises(OSError, match="disk full"):
+        vaelib.checkpoint.save_checkpoint(tmp_path / "next.pt", tiny_vae)
+    assert not list(tmp_path.glob(".next.pt.*")) and not (tmp_path / "next.pt").exists()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_config_and_kind_refusals_say_what_was_given():
+    with pytest.raises(vl.VaelibError, match=r"a VAEConfig must be given as a dict of fields, got list"):
+        vaelib.checkpoint.config_from_dict("VAE", [1, 2])
+    with pytest.raises(vl.VaelibError, match=r"unknown model kind 'GAN'; expected one of \['Autoencoder', 'VAE'\]"):
+        vaelib.checkpoint.config_from_dict("GAN", {})
+    with pytest.raises(vl.VaelibError, match=r"unknown VAEConfig fields \['depth'\]; was this saved by a newer"):
+        vaelib.checkpoint.config_from_dict("VAE", {"depth": 3})
+    with pytest.raises(vl.VaelibError, match="expected a vaelib VAE or Autoencoder, got Linear"):
+        vaelib.checkpoint.model_kind(torch.nn.Linear(2, 2))
+    assert vaelib.checkpoint.model_kind(vl.VAE(vl.VAEConfig(latent_dim=2, hidden_dims=(4,)))) == "VAE"
+
+
+def test_load_checkpoint_names_the_file_and_the_first_line_of_what_went_wrong(tmp_path, tiny_vae):
+    with pytest.raises(vaelib.checkpoint.CheckpointError, match=r"is a directory; name a checkpoint file"):
+        vaelib.checkpoint.save_checkpoint(tmp_path, tiny_vae)
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x80\x02not a checkpoint at all")
+    with pytest.raises(vaelib.checkpoint.CheckpointError) as caught:
+        vaelib.checkpoint.load_checkpoint(bad)
+    message = str(caught.value)
+    assert message.startswith(f"{bad} is not a readable checkpoint (truncated or corrupt: ")
+    assert "None" not in message and "use an earlier checkpoint or train again" in message
+    reason = message.split("truncated or corrupt: ", 1)[1]
+    assert reason and not reason.startswith(")")  # the error's own first line is quoted
+
+
+def test_restore_weights_names_the_checkpoint_and_what_does_not_fit(tmp_path, tiny_vae, tiny_config):
+    state = vaelib.checkpoint.load_checkpoint(vaelib.checkpoint.save_checkpoint(tmp_path / "c.pt", tiny_vae))
+    other = vl.VAE(vl.VAEConfig(image_shape=tiny_config.image_shape, latent_dim=3, hidden_dims=(32,)))
+    with pytest.raises(vaelib.checkpoint.CheckpointError, match=r"^checkpoint was made for VAE\("):
+        vaelib.checkpoint.restore_weights(other, state)
+    state["model_state"] = {k: v[..., :1] for k, v in state["model_state"].items()}  # cut every tensor
+    with pytest.raises(vaelib.checkpoint.CheckpointError, match=r"^run\.pt: weights do not fit the model: \S"):
+        vaelib.checkpoint.restore_weights(vl.VAE(tiny_config), state, "run.pt")
