@@ -428,14 +428,26 @@ export function LkFromGroups(logWeights, k) {
  * drawEps(makeRng(seed), n, D).
  */
 export function bounds(model, x, eps, y) {
+  const steps = boundSteps(model, x, eps, y, CHUNK);
+  let step = steps.next();
+  while (!step.done) step = steps.next();
+  return step.value;
+}
+
+/**
+ * The work of bounds() one chunk of draws at a time: a generator that yields after each chunk (where
+ * boundsInChunks lets the page draw) and returns the summary of all the draws.
+ */
+function* boundSteps(model, x, eps, y, chunk) {
   const { mu, logvar } = model.encode(x, y);
   const weights = new Float64Array(eps.length);
   const reconstructions = new Float64Array(eps.length);
-  for (let start = 0; start < eps.length; start += CHUNK) {
-    logWeights(model, x, mu, logvar, eps.slice(start, start + CHUNK), y).forEach((w, i) => {
+  for (let start = 0; start < eps.length; start += chunk) {
+    logWeights(model, x, mu, logvar, eps.slice(start, start + chunk), y).forEach((w, i) => {
       weights[start + i] = w.logW;
       reconstructions[start + i] = w.logPxZ;
     });
+    yield;
   }
   return summarize(mu, logvar, weights, reconstructions);
 }
@@ -458,16 +470,10 @@ function summarize(mu, logvar, logWeights, reconstructions) {
  * a large k (500) never freezes the page.  `isCancelled()` stops early (a newer input arrived): returns null.
  */
 export async function boundsInChunks(model, x, eps, { y, chunk = CHUNK, isCancelled = () => false } = {}) {
-  const { mu, logvar } = model.encode(x, y);
-  const weights = new Float64Array(eps.length);
-  const reconstructions = new Float64Array(eps.length);
-  for (let start = 0; start < eps.length; start += chunk) {
-    logWeights(model, x, mu, logvar, eps.slice(start, start + chunk), y).forEach((w, i) => {
-      weights[start + i] = w.logW;
-      reconstructions[start + i] = w.logPxZ;
-    });
+  const steps = boundSteps(model, x, eps, y, chunk);
+  for (let step = steps.next(); ; step = steps.next()) {
+    if (step.done) return step.value;
     await new Promise((resolve) => setTimeout(resolve, 0)); // let the page draw and answer input
     if (isCancelled()) return null;
   }
-  return summarize(mu, logvar, weights, reconstructions);
 }
