@@ -435,6 +435,40 @@ def test_train_epoch_refuses_labels_that_do_not_fit(binary_data):
         vl.train_epoch(cvae, x, optimizer, batch_size=8, y=torch.full((32,), 3))
 
 
+def test_train_epoch_trains_on_the_labels_it_checked(binary_data):
+    """Labels given as a list are taken like a tensor (as fit and evaluate take them), not passed on unchecked."""
+    x = binary_data[0][:24]
+    y = [i % 3 for i in range(24)]
+    losses = []
+    for labels in (y, torch.tensor(y)):
+        torch.manual_seed(0)
+        cvae = vl.VAE(vl.VAEConfig(image_shape=(1, 4, 4), latent_dim=2, hidden_dims=(8,), num_classes=3))
+        optimizer = torch.optim.Adam(cvae.parameters())
+        losses.append(vl.train_epoch(cvae, x, optimizer, batch_size=8, y=labels, generator=torch.Generator()))
+    assert losses[0] == losses[1]
+
+
+def test_labels_without_values_are_refused_everywhere(binary_data):
+    cvae = vl.VAE(vl.VAEConfig(image_shape=(1, 4, 4), latent_dim=2, hidden_dims=(8,), num_classes=3))
+    x, y = binary_data[0][:8], torch.zeros(8, dtype=torch.long, device="meta")
+    optimizer = torch.optim.Adam(cvae.parameters())
+    with pytest.raises(vl.VaelibError, match="y is on the meta device"):
+        vl.train_epoch(cvae, x, optimizer, batch_size=4, y=y)
+    with pytest.raises(vl.VaelibError, match="y is on the meta device"):
+        vl.evaluate(cvae, x, y=y)
+    with pytest.raises(vl.VaelibError, match="y is on the meta device"):
+        vl.log_marginal_likelihood(cvae, x, 2, y=y)
+
+
+@pytest.mark.cuda
+def test_train_epoch_refuses_labels_on_another_device_than_x(binary_data):
+    cvae = vl.VAE(vl.VAEConfig(image_shape=(1, 4, 4), latent_dim=2, hidden_dims=(8,), num_classes=3)).cuda()
+    x, y = binary_data[0][:8].cuda(), torch.zeros(8, dtype=torch.long)
+    optimizer = torch.optim.Adam(cvae.parameters())
+    with pytest.raises(vl.VaelibError, match=r"y is on cpu but x is on cuda:0; move the labels with y.to\('cuda:0'\)"):
+        vl.train_epoch(cvae, x, optimizer, batch_size=4, y=y)
+
+
 # ---------------------------------------------------------------- labels that do not match x
 
 
@@ -508,6 +542,55 @@ def test_em_step_refuses_nan_data():
         model.em_step(x, learn_variance=False)
     with pytest.raises(vl.VaelibError, match="NaN"):
         vl.linear_gaussian.fit_linear_encoder(x, torch.zeros(50, 2))
+
+
+def test_pca_and_the_linear_gaussian_model_refuse_nan_data():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(30, 5, generator=gen, dtype=torch.float64)
+    bad = x.clone()
+    bad[4, 1] = float("nan")
+    with pytest.raises(vl.VaelibError, match="x contains NaN"):
+        vl.pca.fit_pca(bad, 2)
+    with pytest.raises(vl.VaelibError, match="A contains NaN"):
+        vl.pca.principal_angles(bad[:, :2], x[:, :2])
+    model = vl.linear_gaussian.LinearGaussian.random(5, 2, generator=gen)
+    for method in (model.log_marginal, model.posterior, model.encode, model.posterior_distribution):
+        with pytest.raises(vl.VaelibError, match="x contains NaN"):
+            method(bad)
+    mu, logvar = model.encode(x)
+    for method in (model.elbo, model.kl_to_posterior, model.expected_log_likelihood):
+        with pytest.raises(vl.VaelibError, match="x contains NaN"):
+            method(bad, mu, logvar)
+    with pytest.raises(vl.VaelibError, match=r"x must be \(\.\.\., 5\)"):
+        model.log_marginal(x[:, :4])
+    with pytest.raises(vl.VaelibError, match="W contains NaN"):
+        vl.linear_gaussian.LinearGaussian(torch.full((5, 2), float("nan")), torch.zeros(5))
+
+
+def test_counts_of_the_toolboxes_follow_the_one_rule():
+    model = vl.linear_gaussian.LinearGaussian.random(np.int64(5), 2)  # numpy integers are counts too
+    for bad, match in ((-1, "n must be an integer >= 1, got -1"), (2.5, "n must be an integer >= 1, got 2.5")):
+        with pytest.raises(vl.VaelibError, match=match):
+            model.sample(bad)
+    with pytest.raises(vl.VaelibError, match="P must be an integer >= 1, got -1"):
+        vl.linear_gaussian.LinearGaussian.random(-1, 2)
+    with pytest.raises(vl.VaelibError, match="D must be an integer >= 1, got 0"):
+        vl.pca.random_orthonormal(4, 0)
+    images = torch.rand(4, 16)
+    with pytest.raises(vl.VaelibError, match="ncol must be an integer >= 1, got 0"):
+        vl.plot.tile(images, 0)
+    with pytest.raises(vl.VaelibError, match="ncol must be an integer >= 1, got 0"):
+        vl.plot.image_grid(images, 0)
+    with pytest.raises(vl.VaelibError, match="n must be an integer >= 1, got -1"):
+        vl.plot.reconstructions(images, images, -1)
+
+
+def test_histogram_classifier_takes_labels_as_lists():
+    gen = torch.Generator().manual_seed(0)
+    z, y = torch.randn(100, 2, generator=gen), torch.randint(0, 3, (100,), generator=gen)
+    assert vl.information.histogram_classifier(z, y.tolist(), z, y.numpy()) == vl.information.histogram_classifier(
+        z, y, z, y
+    )
 
 
 def test_histogram_classifier_refuses_nan_codes():
@@ -916,6 +999,11 @@ def test_ctrl_c_says_what_is_kept_only_where_something_is(tmp_path, monkeypatch,
     assert main(["evaluate", str(tmp_path / "run")]) == 130
     err = capsys.readouterr().err
     assert err == "vaelib evaluate: interrupted\n" and "checkpoint" not in err
+    assert main(["train", "--out", str(tmp_path / "run")]) == 130
+    assert capsys.readouterr().err == "vaelib train: interrupted\n"  # before the first epoch: nothing kept
+    monkeypatch.setattr(vaelib.cli, "_check_data", lambda out, args: None)
+    (tmp_path / "run").mkdir(exist_ok=True)  # made by the first call's writability check
+    (tmp_path / "run" / "checkpoint.pt").touch()  # an epoch was saved
     assert main(["train", "--out", str(tmp_path / "run")]) == 130
     assert "vaelib train: interrupted; the checkpoint of the last finished epoch is kept" in capsys.readouterr().err
 

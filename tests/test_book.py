@@ -13,8 +13,10 @@ what vaelib does, and checks it against vaelib there.
 
 from __future__ import annotations
 
+import ast
 import json
 import re
+import types
 from pathlib import Path
 
 import pytest
@@ -140,6 +142,40 @@ def test_chapter_uses_vaelib_and_does_not_redefine_it(path):
     assert "import vaelib as vl" in code
     assert "sys.path" not in code  # no path tricks: the package is installed
     assert "plt.style.use(vl.plot.STYLE)" in code or "plt." not in code  # one plotting style
+
+
+def _vl_names(tree) -> set[tuple[str, ...]]:
+    """Every ``vl.a`` or ``vl.a.b`` the code uses (the two leading attributes of each chain off ``vl``)."""
+    names = set()
+    for node in ast.walk(tree):
+        chain = []
+        while isinstance(node, ast.Attribute):
+            chain.append(node.attr)
+            node = node.value
+        if isinstance(node, ast.Name) and node.id == "vl" and chain:
+            names.add(tuple(reversed(chain))[:2])
+    return names
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_uses_only_public_names(path):
+    """``vl.X`` is in ``vaelib.__all__``, ``vl.ns.Y`` in the namespace's ``__all__``; nothing is imported from
+    the package's private modules."""
+    # shell and magic lines, alone or assigned (``out = !cmd``), are not Python
+    code = re.sub(r"^([ \t]*)(\w+ = )?[!%].*$", r"\1pass", _code(path), flags=re.M)
+    tree = ast.parse(code)
+    names = _vl_names(tree)
+    assert names, "the scan sees the chapter's vl names"
+    for chain in sorted(names):
+        assert chain[0] in vaelib.__all__, f"vl.{chain[0]} is not public"
+        home = getattr(vaelib, chain[0])
+        if isinstance(home, types.ModuleType) and len(chain) == 2:
+            assert chain[1] in home.__all__, f"vl.{'.'.join(chain)} is not in vl.{chain[0]}.__all__"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("vaelib"):
+            raise AssertionError(f"from {node.module} import ...: use vl.<name>")
+        if isinstance(node, ast.Import):
+            assert all(a.name == "vaelib" for a in node.names if a.name.startswith("vaelib")), ast.unparse(node)
 
 
 def test_at_most_one_chapter_writes_a_model_out_and_checks_it_against_vaelib():

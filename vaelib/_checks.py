@@ -168,6 +168,8 @@ def labels(y, n: int, num_classes: int, *, values: bool = True) -> Tensor | None
         raise VaelibError(f"the model is conditioned on {num_classes} classes: pass labels y (one per input)")
     if not isinstance(y, Tensor):
         y = torch.as_tensor(y)
+    if y.device.type == "meta":
+        raise VaelibError("y is on the meta device: it has a shape but no values; pass real labels")
     if y.is_floating_point() or y.dtype == torch.bool or y.dim() != 1:
         raise VaelibError(
             f"y must be a 1-D integer tensor of class labels, got dtype {y.dtype}, shape {tuple(y.shape)}"

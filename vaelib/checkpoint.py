@@ -145,8 +145,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         raise CheckpointError(
             f"{path} holds a pickled Python object ({global_name.group(1)}), not a vaelib checkpoint (was a whole "
             f"model saved with torch.save(model)?); vaelib loads only tensors and plain data, which cannot run code. "
-            f"Save the model with vaelib.checkpoint.save_checkpoint (what vl.fit(..., checkpoint=...) uses), "
-            "or its state_dict()"
+            "Save the model with vl.fit(..., checkpoint=...), or save its state_dict()"
         ) from err
     except Exception as err:  # torch.load raises many types on bad bytes; all mean the same to the reader
         raise CheckpointError(
@@ -156,7 +155,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is not a vaelib checkpoint (no '{FORMAT}' marker); vaelib reads only the checkpoints that "
-            "vl.fit(..., checkpoint=...) and vaelib.checkpoint.save_checkpoint write"
+            "vl.fit(..., checkpoint=...) writes"
         )
     if not isinstance(state.get("format_version"), int) or state["format_version"] > FORMAT_VERSION:
         raise CheckpointError(

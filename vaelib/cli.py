@@ -429,8 +429,10 @@ def main(argv: list[str] | None = None) -> int:
         result = handlers[args.command](args)
         print(json.dumps(result, indent=1))
     except KeyboardInterrupt:
-        kept = "; the checkpoint of the last finished epoch is kept: rerun the command to resume"
-        print(f"{prefix}: interrupted{kept if prefix == 'vaelib train' else ''}", file=sys.stderr)
+        kept = ""
+        if prefix == "vaelib train" and (Path(args.out) / CHECKPOINT_NAME).is_file():  # else nothing is kept
+            kept = "; the checkpoint of the last finished epoch is kept: rerun the command to resume"
+        print(f"{prefix}: interrupted{kept}", file=sys.stderr)
         return 130
     except (VaelibError, OSError) as err:  # bad input; a full disk, a permission, a vanished file
         print(f"{prefix}: error: {err}", file=sys.stderr)

@@ -497,17 +497,20 @@ def histogram_classifier(
     integer labels (N,) in [0, C) with C = max label + 1 of ``y_fit``; units:
     nats; reduction: mean over the scored pairs.
     """
+    checked = []
     for name, codes, labels in (("z_fit", z_fit, y_fit), ("z", z, y)):
+        _checks.finite(name, codes)  # a NaN code has no cell
         if codes.dim() != 2 or codes.shape[1] != 2:
             raise VaelibError(f"{name} must be 2-D codes of shape (N, 2), got shape {tuple(codes.shape)}")
-        if labels.shape != codes.shape[:1] or labels.is_floating_point():
+        labels = torch.as_tensor(labels)  # a list or a numpy array of labels is fine
+        if labels.shape != codes.shape[:1] or labels.is_floating_point() or labels.dtype == torch.bool:
             raise VaelibError(
                 f"the labels of {name} must be an integer tensor ({codes.shape[0]},), "
                 f"got dtype {labels.dtype}, shape {tuple(labels.shape)}"
             )
+        checked.append(labels)
     bins, limit = _checks.count("bins", bins), _checks.number("limit", limit, positive=True)
-    z_fit, z = _checks.finite("z_fit", z_fit), _checks.finite("z", z)  # a NaN code has no cell
-    z_fit, y_fit, z, y = (t.detach().cpu() for t in (z_fit, y_fit, z, y))
+    z_fit, y_fit, z, y = (t.detach().cpu() for t in (z_fit, checked[0], z, checked[1]))
     num_classes = int(y_fit.max()) + 1
     if y.min() < 0 or y_fit.min() < 0 or y.max() >= num_classes:
         raise VaelibError(f"labels must lie in [0, {num_classes}), the classes seen in y_fit")

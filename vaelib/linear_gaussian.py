@@ -50,6 +50,8 @@ class LinearGaussian(nn.Module):
 
     def __init__(self, W: Tensor, b: Tensor, logvar_x: float = 0.0):
         super().__init__()
+        _checks.finite("W", W)
+        _checks.finite("b", b)
         if W.dim() != 2 or b.shape != (W.shape[0],):
             raise VaelibError(f"W must be (P, D) and b (P,), got {tuple(W.shape)} and {tuple(b.shape)}")
         if not math.isfinite(logvar_x):
@@ -78,6 +80,7 @@ class LinearGaussian(nn.Module):
         diagonal: the exact posterior is then a diagonal Gaussian, inside the
         VAE's family.  Needs ``D <= P``.
         """
+        P, D = _checks.count("P", P), _checks.count("D", D)
         W = torch.randn(P, D, generator=generator, dtype=dtype) * scale
         if orthogonal:
             if D > P:
@@ -105,8 +108,15 @@ class LinearGaussian(nn.Module):
     def _eye(self, n: int) -> Tensor:
         return torch.eye(n, dtype=self.W.dtype, device=self.W.device)
 
+    def _data(self, x: Tensor) -> Tensor:
+        """``x`` (..., P) checked once per call: floating point, P values per example, finite."""
+        if not isinstance(x, Tensor) or x.dim() == 0 or x.shape[-1] != self.input_dim:
+            raise VaelibError(f"x must be (..., {self.input_dim}), got {tuple(getattr(x, 'shape', ()))}")
+        return _checks.finite("x", x)
+
     def sample(self, n: int, generator=None) -> tuple[Tensor, Tensor]:
         """Draw ``(x, z)`` from the joint: x (n, P), z (n, D)."""
+        n = _checks.count("n", n)
         with torch.no_grad():
             z = torch.randn(n, self.latent_dim, generator=generator, dtype=self.W.dtype, device=self.W.device)
             noise = torch.randn(n, self.input_dim, generator=generator, dtype=self.W.dtype, device=self.W.device)
@@ -135,10 +145,14 @@ class LinearGaussian(nn.Module):
 
     def log_marginal(self, x: Tensor) -> Tensor:
         """Exact ``log p(x)``, (B, P) -> (B,), nats."""
-        return self.marginal().log_prob(x)
+        return self.marginal().log_prob(self._data(x))
 
     def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Exact posterior ``p(z|x) = N(m, S)``: m (B, D) and the shared S (D, D)."""
+        return self._posterior(self._data(x))
+
+    def _posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`posterior` of data checked already."""
         precision = self._eye(self.latent_dim) + self.W.T @ self.W / self.var_x  # (D, D)
         S = torch.linalg.inv(precision)
         m = (x - self.b) @ self.W @ S / self.var_x  # (B, D); S is symmetric
@@ -157,14 +171,14 @@ class LinearGaussian(nn.Module):
         density ``q(z)`` gives the importance weight ``w``; with ``q`` the
         exact posterior, ``w = p(x)`` for every ``z`` (Bayes' rule).
         """
-        return self.log_likelihood(x, self.decode(z)) + log_normal(z)
+        return self.log_likelihood(self._data(x), self.decode(z)) + log_normal(z)
 
     def expected_log_likelihood(self, x: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
         """``E_{q}[log p(x|z)]`` in closed form for ``q = N(mu, diag exp(logvar))``; (B,).
 
         ``-P/2 log(2 pi sigma^2) - (||x - W mu - b||^2 + sum_j s_j^2 ||W_{:,j}||^2) / (2 sigma^2)``.
         """
-        resid = (x - self.decode(mu)).pow(2).sum(-1)  # (B,)
+        resid = (self._data(x) - self.decode(mu)).pow(2).sum(-1)  # (B,)
         spread = (logvar.exp() * self.W.pow(2).sum(0)).sum(-1)  # (B,) trace(W diag(s^2) W^T)
         return -0.5 * self.input_dim * (LOG_2PI + self.logvar_x) - 0.5 * (resid + spread) / self.var_x
 
@@ -214,7 +228,7 @@ class LinearGaussian(nn.Module):
         _checks.finite("x", x)
         N = x.shape[0]
         b = x.mean(0)  # (P,) the maximum-likelihood offset, whatever W and sigma^2 are
-        m, S = LinearGaussian(self.W, b, float(self.logvar_x)).posterior(x)  # E-step, with b at its optimum
+        m, S = LinearGaussian(self.W, b, float(self.logvar_x))._posterior(x)  # E-step, with b at its optimum
         xc = x - b  # (N, P)
         moments = N * S + m.T @ m  # (D, D) sum_n E[z_n z_n^T]
         W = torch.linalg.solve(moments, m.T @ xc).T  # (P, D); moments is symmetric

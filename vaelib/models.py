@@ -215,7 +215,7 @@ def build_model(config, *, seed: int | None = None) -> nn.Module:
 
 
 @torch.no_grad()
-def init_output_bias(model: nn.Module, x: Tensor) -> None:
+def init_output_bias(model: nn.Module, x: Tensor, *, check: bool = True) -> None:
     r"""Set the decoder's output bias so that it decodes the mean training image when its last hidden layer is 0.
 
     For a Bernoulli decoder the bias of pixel :math:`j` becomes the logit of
@@ -227,13 +227,15 @@ def init_output_bias(model: nn.Module, x: Tensor) -> None:
     decoder then needs no early epochs to learn where the strokes usually are.
 
     ``model``: a :class:`VAE` with ``architecture="mlp"``; ``x``: (N, P) training inputs in [0, 1].
+    ``check=False`` skips the pass over the values of ``x``, for data checked already (as :func:`vaelib.fit`
+    does).
     """
     if not isinstance(model, VAE) or model.config.architecture != "mlp":
         raise VaelibError(
             f"init_output_bias needs a VAE with architecture='mlp' (one output bias per pixel), "
             f"got {type(model).__name__}{'' if not isinstance(model, VAE) else ' with ' + model.config.architecture}"
         )
-    x = _checks.images(x, model.input_dim, bernoulli=model.likelihood == "bernoulli")
+    x = _checks.images(x, model.input_dim, bernoulli=model.likelihood == "bernoulli", values=check)
     if x.shape[0] == 0:
         raise VaelibError("init_output_bias needs at least one training image to take the mean of")
     x_mean = x.double().mean(dim=0)  # (P,); float64: a mean over 60,000 images

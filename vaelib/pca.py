@@ -33,9 +33,13 @@ __all__ = [
 ]
 
 
-def _check_data(x: Tensor, name: str = "x") -> None:
+def _check_data(x: Tensor, name: str = "x", shape: str = "(N, P)") -> None:
+    """A floating-point matrix without NaN or infinity (an SVD of one that has them fails or returns NaN)."""
     if not isinstance(x, Tensor) or x.dim() != 2 or not torch.is_floating_point(x):
-        raise VaelibError(f"{name} must be a floating-point tensor of shape (N, P), got {getattr(x, 'shape', type(x))}")
+        raise VaelibError(
+            f"{name} must be a floating-point tensor of shape {shape}, got {getattr(x, 'shape', type(x))}"
+        )
+    _checks.finite(name, x)
 
 
 def fit_pca(x: Tensor, D: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -151,10 +155,7 @@ def principal_angles(A: Tensor, B: Tensor) -> Tensor:
     Returns (min(p, q),) in [0, pi/2], ascending.
     """
     for name, m in (("A", A), ("B", B)):
-        if not isinstance(m, Tensor) or m.dim() != 2 or not torch.is_floating_point(m):
-            raise VaelibError(
-                f"{name} must be a floating-point tensor of shape (P, p), got {getattr(m, 'shape', type(m))}"
-            )
+        _check_data(m, name, "(P, p)")
         if m.shape[1] > m.shape[0]:
             raise VaelibError(
                 f"{name} has more columns than rows ({tuple(m.shape)}): its columns cannot be independent"
@@ -188,7 +189,8 @@ def random_orthonormal(
     about any data: it is a neutral starting point, e.g. to initialise a
     linear autoencoder with ``d = Q`` and ``e = Q^T``.
     """
-    if not 1 <= D <= P:
+    P, D = _checks.count("P", P), _checks.count("D", D)
+    if D > P:
         raise VaelibError(f"need 1 <= D <= P, got D={D}, P={P}")
     g = torch.randn(P, D, generator=generator, dtype=dtype, device=device)  # (P, D)
     Q, R = torch.linalg.qr(g)

@@ -21,6 +21,7 @@ import torch
 from matplotlib.figure import Figure as _MplFigure
 from torch import Tensor
 
+from . import _checks
 from .errors import VaelibError
 
 __all__ = [
@@ -119,6 +120,7 @@ def tile(x: Tensor | np.ndarray, ncol: int = 8, *, shape: tuple[int, int] | None
     Values are ink (0 = background); the plots show them with ``gray_r``, so the
     zero padding draws as white.
     """
+    ncol, pad = _checks.count("ncol", ncol), _checks.count("pad", pad, minimum=0)
     a = _images(x, shape)
     n, h, w = a.shape
     nrow = math.ceil(n / ncol)
@@ -183,7 +185,7 @@ def image_rows(
 @_styled
 def reconstructions(x: Tensor, x_hat: Tensor, n: int = 10, *, title: str | None = None, shape=None) -> Figure:
     """Inputs (top row) above their reconstructions (bottom row)."""
-    n = min(n, len(x), len(x_hat))
+    n = min(_checks.count("n", n), len(x), len(x_hat))
     pair = torch.cat([torch.as_tensor(x[:n]).reshape(n, -1).cpu(), torch.as_tensor(x_hat[:n]).reshape(n, -1).cpu()])
     fig = Figure(figsize=(0.7 * n, 1.6 + (0.3 if title else 0)), layout="constrained")
     _show(fig.add_subplot(), tile(pair, n, shape=shape), title or "input (top) and reconstruction (bottom)")

@@ -159,8 +159,8 @@ def train_epoch(
     skips the pass over the values of ``x`` and ``y``, for data checked once
     already (as :func:`fit` does).
     """
-    x, batch_size = _check_epoch(model, x, optimizer, batch_size, k, pixels, y,
-                                 generator, check)
+    x, y, batch_size = _check_epoch(model, x, optimizer, batch_size, k, pixels, y,
+                                    generator, check)
     model.train()
     totals: dict[str, Tensor] = {}
     bf16 = _bf16(amp, x.device)  # bfloat16 autocast, where it pays: on CUDA
@@ -191,9 +191,9 @@ def _bf16(amp: bool, device: torch.device) -> bool:
     return bool(amp) and device.type == "cuda"
 
 
-def _check_epoch(model, x, optimizer, batch_size, k, pixels, y, generator, check) -> tuple[Tensor, int]:
-    """:func:`train_epoch`'s arguments, checked before its first step: ``x`` (flattened, in the model's dtype)
-    and the batch size as an int."""
+def _check_epoch(model, x, optimizer, batch_size, k, pixels, y, generator, check) -> tuple[Tensor, Tensor | None, int]:
+    """:func:`train_epoch`'s arguments, checked before its first step: ``x`` (flattened, in the model's dtype),
+    the labels ``y`` as a tensor on x's device (or None) and the batch size as an int."""
     _checks.choice("pixels", pixels, PIXELS)
     batch_size, k = _checks.count("batch_size", batch_size), _checks.count("k", k)
     if not isinstance(optimizer, torch.optim.Optimizer):
@@ -205,11 +205,13 @@ def _check_epoch(model, x, optimizer, batch_size, k, pixels, y, generator, check
             "for another model?); create it from this one, e.g. torch.optim.Adam(model.parameters())"
         )
     x = _checks.inputs(model, x, values=check, binarizing=pixels == "dynamic", same_device=True)
-    _checks.model_labels(model, y, x.shape[0], values=check)
+    y = _checks.model_labels(model, y, x.shape[0], values=check)
+    if y is not None and y.device != x.device:  # the batches of both are gathered with one index on x's device
+        raise VaelibError(f"y is on {y.device} but x is on {x.device}; move the labels with y.to({str(x.device)!r})")
     _checks.generator(generator, x.device)
     if check and k > 1:
         _check_memory(model, min(batch_size, x.shape[0]), k, x.device)
-    return x, batch_size
+    return x, y, batch_size
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -321,7 +323,7 @@ def fit(
         optimizer, generator = _start(model, config, device)
         history = _resume(path, model, optimizer, generator, config) if path and resume and path.exists() else []
         if config.init_output_bias and not history:  # a fresh run; a resumed one has its trained bias
-            init_output_bias(model, train[0])
+            init_output_bias(model, train[0], check=False)  # checked by _prepare
         # What a non-finite loss puts back: a copy of the weights, or (None) the checkpoint once it holds them.
         last_finite = _weights(model) if path is None or not history else None
         started = time.perf_counter()
