@@ -1031,3 +1031,101 @@ def test_every_name_an_error_message_gives_exists():
                 obj = importlib.import_module(".".join(["vaelib", *parts[1 : i + 1]]))
             else:
                 obj = getattr(obj, attr)
+
+
+# ---------------------------------------------------------------- the adversarial sweep's cases
+
+
+def test_objective_refuses_a_bad_proposal_or_noise_and_casts_good_noise(tiny_vae, binary_data):
+    x = binary_data[0][:5]
+    for q in ((0.0,), (0.0, 0.0, 0.0), "prior", (0.0, "a")):
+        with pytest.raises(vl.VaelibError, match=r"q must be a pair \(mu, logvar\)"):
+            vl.objective(tiny_vae, x, q=q)
+    with pytest.raises(vl.VaelibError, match="q's mu contains NaN"):
+        vl.objective(tiny_vae, x, q=(float("nan"), 0.0))
+    eps = torch.randn(5, tiny_vae.latent_dim, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(vl.VaelibError, match="eps must be a floating-point torch.Tensor"):
+        vl.objective(tiny_vae, x, eps=eps.tolist())
+    with pytest.raises(vl.VaelibError, match=r"eps must be \(k, B, D\) with \(B, D\) = \(5, 2\)"):
+        vl.objective(tiny_vae, x, eps=torch.zeros(2))
+    with pytest.raises(vl.VaelibError, match="eps contains NaN"):
+        vl.objective(tiny_vae, x, eps=torch.full_like(eps, float("nan")))
+    single = vl.objective(tiny_vae, x, eps=eps).objective
+    assert torch.equal(vl.objective(tiny_vae, x, eps=eps.double()).objective, single)  # cast, like x
+
+
+def test_generators_and_models_of_the_wrong_type_are_refused(tiny_vae, binary_data):
+    x = binary_data[0][:4]
+    calls = {
+        "objective": lambda g: vl.objective(tiny_vae, x, generator=g),
+        "forward": lambda g: tiny_vae(x, generator=g),
+        "sample_prior": lambda g: vl.sample_prior(tiny_vae, 3, generator=g),
+        "binarize": lambda g: vl.binarize(x, g),
+    }
+    for name, call in calls.items():
+        with pytest.raises(vl.VaelibError, match="generator must be a torch.Generator or None, got str"):
+            call("x")
+    for call in (vl.objective, vl.evaluate, vl.reconstruct, vl.encode_dataset, vl.kl_per_dimension):
+        with pytest.raises(vl.VaelibError, match="model must be a torch.nn.Module such as vl.VAE"):
+            call(None, x)
+    with pytest.raises(vl.VaelibError, match="model must be a vaelib model"):
+        vl.objective(torch.nn.Linear(16, 2), x)
+
+
+def test_the_importance_weighted_bounds_need_a_latent_distribution(binary_data):
+    ae = vl.Autoencoder(vl.AutoencoderConfig(image_shape=(1, 4, 4), latent_dim=2, hidden_dims=(8,)))
+    x = binary_data[0][:4]
+    with pytest.raises(vl.VaelibError, match="iwae_bound needs a model with a latent distribution.*Autoencoder"):
+        vl.iwae_bound(ae, x, 3)
+    with pytest.raises(vl.VaelibError, match="log_marginal_likelihood needs a model with a latent distribution"):
+        vl.log_marginal_likelihood(ae, x, 3)
+
+
+def test_the_elbo_helpers_refuse_what_has_no_answer():
+    for beta in (float("nan"), -1.0, "a"):
+        with pytest.raises(vl.VaelibError, match="beta must be"):
+            vl.elbo.kl_warmup(0, 2, beta=beta)
+    assert vl.elbo.kl_warmup(0, 2, beta=np.float32(0.5)) == 0.25
+    with pytest.raises(vl.VaelibError, match=r"log_w holds no samples along dim=0 \(shape \(0, 4\)\)"):
+        vl.elbo.log_mean_exp(torch.zeros(0, 4))
+    with pytest.raises(vl.VaelibError, match="dim=5 is not a dimension of log_w"):
+        vl.elbo.log_mean_exp(torch.zeros(3, 4), dim=5)
+
+
+def test_train_epoch_says_when_the_loss_diverges(tiny_vae, binary_data):
+    optimizer = torch.optim.SGD(tiny_vae.parameters(), lr=1e30)
+    with pytest.raises(vl.VaelibError, match="the training loss became non-finite; lower lr or check the data"):
+        vl.train_epoch(tiny_vae, binary_data[0][:8], optimizer, batch_size=2)
+
+
+def test_paths_and_configs_of_the_wrong_type_are_refused(tiny_vae, binary_data, tmp_path):
+    x = binary_data[0][:8]
+    with pytest.raises(vl.VaelibError, match=r"config must be a vl.TrainConfig, e.g. vl.TrainConfig\(epochs=10\)"):
+        vl.fit(tiny_vae, x, None, None, progress=False)
+    with pytest.raises(vl.VaelibError, match="checkpoint must be a path"):
+        vl.fit(tiny_vae, x, None, vl.TrainConfig(epochs=1, device="cpu"), checkpoint=5, progress=False)
+    with pytest.raises(vl.VaelibError, match="checkpoint must be a path"):
+        vl.load_model(None)
+    with pytest.raises(vl.CheckpointError, match=r"is a directory, not a checkpoint; name the file, e\.g\."):
+        vl.load_model(tmp_path)
+    with pytest.raises(vl.VaelibError, match="out_dir must be a path"):
+        vl.export_web(tiny_vae, None)
+    with pytest.raises(vl.DataError, match=r"unknown data set \['mnist'\]"):
+        vl.load(["mnist"])
+    with pytest.raises(vl.VaelibError, match="root must be a path"):
+        vl.load(root=5, download=False)
+
+
+def test_the_explore_functions_refuse_inputs_that_do_not_fit(tiny_vae, binary_data):
+    x = binary_data[0][:5]
+    with pytest.raises(vl.VaelibError, match=r"x_a must be one input of 16 values.*got shape \(17,\)"):
+        vl.interpolate(tiny_vae, torch.rand(17), x[0])
+    with pytest.raises(vl.VaelibError, match=r"x_a must be one input of 16 values.*got shape \(2, 16\)"):
+        vl.interpolate(tiny_vae, x[:2], x[0])
+    cvae = vl.VAE(vl.VAEConfig(image_shape=(1, 4, 4), latent_dim=2, hidden_dims=(8,), num_classes=3))
+    with pytest.raises(vl.VaelibError, match="y must be integer class labels"):
+        vl.latent_grid(cvae, 3, y="1")
+    with pytest.raises(vl.VaelibError, match="active_units needs at least 2 inputs"):
+        vl.active_units(tiny_vae, x[:1])
+    with pytest.raises(vl.VaelibError, match="threshold must be a finite number"):
+        vl.active_units(tiny_vae, x, threshold=float("nan"))

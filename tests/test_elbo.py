@@ -275,7 +275,9 @@ def test_objective_checks_the_noise_against_k(tiny_vae, binary_data):
     )
     with pytest.raises(vl.VaelibError, match="eps holds 4 samples per input but k=3"):
         vl.objective(tiny_vae, x, k=3, eps=eps)
-    with pytest.raises(vl.VaelibError, match="eps has shape"):
+    with pytest.raises(
+        vl.VaelibError, match=r"eps must be \(k, B, D\) with \(B, D\) = \(8, 2\), or \(B, D\); got \(1, 8, 3\)"
+    ):
         vl.objective(tiny_vae, x, k=1, eps=torch.zeros(1, 8, 3))
 
 

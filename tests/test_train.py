@@ -564,7 +564,7 @@ def test_a_checkpoint_from_a_newer_format(tmp_path):
 def test_missing_checkpoint(tmp_path):
     with pytest.raises(vl.CheckpointError, match="no checkpoint at"):
         vl.load_model(tmp_path / "missing.pt")
-    with pytest.raises(vl.CheckpointError, match="no checkpoint at"):
+    with pytest.raises(vl.CheckpointError, match="is a directory, not a checkpoint; name the file"):
         vaelib.checkpoint.load_checkpoint(tmp_path)  # a directory is not a checkpoint either
 
 
@@ -615,11 +615,26 @@ def test_gaussian_likelihood_accepts_pixels_outside_unit_interval(grey_data):
         ({"seed": -1}, "seed must be an integer >= 0"),
         ({"pixels": "colour"}, "pixels must be one of 'grey', 'dynamic', 'fixed'; got 'colour'"),
         ({"lr_schedule": "cosine"}, "lr_schedule must be one of 'constant', 'burda'"),
+        ({"amp": "yes"}, "amp must be True or False, got 'yes'"),
+        ({"init_output_bias": 1}, "init_output_bias must be True or False, got 1"),
+        ({"adam_beta1": 1.0}, r"adam_beta1 must be in \[0, 1\), got 1.0"),
+        ({"device": 0}, "device must be a string, got 0"),
     ],
 )
 def test_train_config_rejects_bad_values(kwargs, pattern):
     with pytest.raises(vl.VaelibError, match=pattern):
         vl.TrainConfig(**kwargs)
+
+
+def test_configs_store_each_field_as_its_type():
+    """numpy numbers, lists and torch devices are normalised, so that configs compare (and resume) alike."""
+    import numpy as np
+
+    config = vl.TrainConfig(epochs=np.int64(3), lr=np.float32(0.5), device=torch.device("cpu"))
+    assert config == vl.TrainConfig(epochs=3, lr=0.5, device="cpu")
+    assert (type(config.epochs), type(config.lr), type(config.beta)) == (int, float, float)
+    model_config = vl.VAEConfig(image_shape=[1, 4, 4], hidden_dims=[8, np.int64(4)], gaussian_logvar=1)
+    assert model_config == vl.VAEConfig(image_shape=(1, 4, 4), hidden_dims=(8, 4), gaussian_logvar=1.0)
 
 
 def test_a_non_finite_loss_is_an_error(tiny_config, binary_data, tmp_path):

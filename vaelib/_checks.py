@@ -15,10 +15,12 @@ it.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import numbers
 import os
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -53,6 +55,82 @@ def choice(name: str, value, choices) -> None:
         raise VaelibError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
 
 
+def config_fields(config) -> None:
+    """Check every field of a frozen config dataclass against its annotation, and normalise it in place.
+
+    ``bool`` fields must be True or False; ``int`` fields integers >= 0, or >= ``config.minimums[name]``
+    where the config sets one; ``float`` fields finite numbers (ints and floats are stored as such);
+    ``tuple[int, ...]`` fields sequences of positive integers, of the annotated length where it is fixed,
+    stored as tuples (so that a config built from JSON or argparse lists equals one built from tuples);
+    ``str`` fields strings, one of ``config.choices[name]`` where the config lists them.  A config's own
+    ``__post_init__`` adds the rules that a field's type cannot say (signs of floats, combinations).
+    """
+    for f in dataclasses.fields(config):
+        name, value = f.name, getattr(config, f.name)
+        kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        if name in config.choices:
+            choice(name, value, config.choices[name])
+        elif kind == "bool":
+            if not isinstance(value, bool):
+                raise VaelibError(f"{name} must be True or False, got {value!r}")
+        elif kind == "int":
+            value = count(name, value, minimum=getattr(config, "minimums", {}).get(name, 0))
+        elif kind == "float":
+            value = number(name, value)
+        elif kind == "str":
+            value = str(value) if isinstance(value, torch.device) else value  # a device field takes either
+            if not isinstance(value, str):
+                raise VaelibError(f"{name} must be a string, got {value!r}")
+        elif kind.startswith("tuple[int"):
+            size = None if kind.endswith("...]") else kind.count("int")
+            what = "a sequence of positive integers" if size is None else f"{size} positive integers"
+            try:
+                if isinstance(value, (str, bytes)):
+                    raise VaelibError(name)
+                value = tuple(count(name, v) for v in value)
+            except (TypeError, VaelibError):  # not a sequence, or an entry that is not a positive integer
+                raise VaelibError(f"{name} must be {what}, got {value!r}") from None
+            if size is not None and len(value) != size:
+                raise VaelibError(f"{name} must be {what}, got {value!r}")
+        object.__setattr__(config, name, value)  # frozen dataclass: the documented way to normalise a field
+
+
+def tensor(name: str, value, *, floating: bool = False, dtype: torch.dtype | None = None) -> Tensor:
+    """``value`` as a tensor: a list, a numpy array or a number is converted, a tensor returned as it is.
+
+    With ``floating``, real numbers only: integers become ``dtype`` (the default float dtype when None), since
+    they cannot be sampled around or differentiated.  What holds no numbers is refused.
+    """
+    if not isinstance(value, Tensor):
+        try:
+            value = torch.as_tensor(value)
+        except (TypeError, ValueError, RuntimeError):
+            raise VaelibError(
+                f"{name} must be a tensor of numbers (or a list or numpy array of them), got {type(value).__name__}"
+            ) from None
+    if not floating or value.is_floating_point():
+        return value
+    if value.is_complex():
+        raise VaelibError(f"{name} must hold real numbers, got dtype {value.dtype}")
+    return value.to(dtype or torch.get_default_dtype())
+
+
+def broadcast(advice: str = "give them one shape", **named: Tensor) -> None:
+    """Refuse tensors whose shapes do not broadcast against each other, naming them and their shapes."""
+    try:
+        torch.broadcast_shapes(*(t.shape for t in named.values()))
+    except RuntimeError:
+        shapes = ", ".join(f"{name} {tuple(t.shape)}" for name, t in named.items())
+        raise VaelibError(f"the shapes of {shapes} do not broadcast against each other; {advice}") from None
+
+
+def path(name: str, value) -> Path:
+    """``value`` as a :class:`~pathlib.Path`: a ``str`` or an ``os.PathLike`` (not bytes, not a number)."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise VaelibError(f"{name} must be a path (a str or a pathlib.Path), got {value!r}")
+    return Path(value)
+
+
 def finite(name: str, value: Tensor) -> Tensor:
     """``value`` itself, a floating-point tensor without NaN or infinity (one pass, one synchronisation)."""
     if not isinstance(value, Tensor) or not value.is_floating_point():
@@ -73,7 +151,12 @@ def reference(model) -> Tensor | None:
 
 
 def weights(model) -> Tensor | None:
-    """:func:`reference`, refusing a model whose weights are on the meta device (shapes without values)."""
+    """:func:`reference`, refusing what is not a torch module and a model whose weights are on the meta device
+    (shapes without values)."""
+    if not isinstance(model, torch.nn.Module):
+        raise VaelibError(
+            f"model must be a torch.nn.Module such as vl.VAE or vl.Autoencoder, got {type(model).__name__}"
+        )
     ref = reference(model)
     if ref is not None and ref.device.type == "meta":
         raise VaelibError(
@@ -144,6 +227,11 @@ def inputs(model, x, *, values: bool = True, binarizing: bool = False, same_devi
     batch leave it False).  ``x`` stays on its own device.
     """
     ref = weights(model)
+    if not hasattr(model, "input_dim"):
+        raise VaelibError(
+            f"model must be a vaelib model (vl.VAE, vl.Autoencoder, or an nn.Module with input_dim, encode and "
+            f"decode), got a {type(model).__name__} without input_dim"
+        )
     bernoulli = getattr(model, "likelihood", None) == "bernoulli"
     dtype = None if ref is None else ref.dtype
     x = images(x, model.input_dim, bernoulli=bernoulli, binarizing=binarizing, values=values, dtype=dtype)
@@ -152,6 +240,17 @@ def inputs(model, x, *, values: bool = True, binarizing: bool = False, same_devi
             f"x is on {x.device} but the model is on {ref.device}; move the data with x.to({str(ref.device)!r})"
         )
     return x
+
+
+def as_labels(y) -> Tensor:
+    """``y`` as a tensor (a list, a numpy array or an int is converted); its dtype and shape are checked by
+    :func:`labels`."""
+    if isinstance(y, Tensor):
+        return y
+    try:
+        return torch.as_tensor(y)
+    except (TypeError, ValueError, RuntimeError):
+        raise VaelibError(f"y must be integer class labels (a tensor, a list or an int), got {y!r}") from None
 
 
 def labels(y, n: int, num_classes: int, *, values: bool = True) -> Tensor | None:
@@ -166,8 +265,7 @@ def labels(y, n: int, num_classes: int, *, values: bool = True) -> Tensor | None
         return None
     if y is None:
         raise VaelibError(f"the model is conditioned on {num_classes} classes: pass labels y (one per input)")
-    if not isinstance(y, Tensor):
-        y = torch.as_tensor(y)
+    y = as_labels(y)
     if y.device.type == "meta":
         raise VaelibError("y is on the meta device: it has a shape but no values; pass real labels")
     if y.is_floating_point() or y.dtype == torch.bool or y.dim() != 1:
@@ -187,9 +285,12 @@ def model_labels(model, y, n: int, *, values: bool = True) -> Tensor | None:
     return labels(y, n, num_classes, values=values)
 
 
-def generator(gen: torch.Generator | None, device: torch.device) -> None:
-    """Refuse a random generator on another kind of device than the draws it is to make."""
-    if gen is not None and gen.device.type != torch.device(device).type:
+def generator(gen: torch.Generator | None, device: torch.device | None) -> None:
+    """Refuse what is not a random generator, and one on another kind of device than the draws it is to make
+    (any device when ``device`` is None)."""
+    if gen is not None and not isinstance(gen, torch.Generator):
+        raise VaelibError(f"generator must be a torch.Generator or None, got {type(gen).__name__}")
+    if gen is not None and device is not None and gen.device.type != torch.device(device).type:
         raise VaelibError(
             f"the generator is on {gen.device} but the draws are made on {device}; "
             f"create it there: torch.Generator(device={str(device)!r})"

@@ -37,6 +37,7 @@ class AutoencoderConfig:
     linear: bool = False  #: True: e and d are single affine maps, no hidden layers (the PCA case)
 
     choices: ClassVar[dict[str, tuple[str, ...]]] = {"activation": tuple(ACTIVATIONS)}
+    minimums: ClassVar[dict[str, int]] = {"latent_dim": 1}  # other int fields: >= 0
 
     def __post_init__(self):
         normalise_config(self)
@@ -110,15 +111,19 @@ def init_linear_autoencoder_(
     Training then moves ``span(Q)`` towards the principal subspace.
 
     ``model``: an :class:`Autoencoder` with ``linear=True``; returns it.
+    ``mean``: a tensor, list or numpy array (P,) of finite values; nothing is
+    written unless every argument is good.
     """
     if not (isinstance(model, Autoencoder) and model.config.linear):
         raise VaelibError("init_linear_autoencoder_ needs a vaelib Autoencoder with linear=True")
     enc, dec = model.encoder[0], model.decoder[0]
     P, D = dec.weight.shape
+    mean = _checks.tensor("mean", mean)
     if mean.shape != (P,):
         raise VaelibError(f"mean must have shape ({P},), got {tuple(mean.shape)}")
+    # in the weights' dtype first: a float64 mean too large for float32 becomes inf, and is refused too
+    mean = _checks.finite("mean", mean.to(dec.weight))  # a NaN here would make every weight NaN
     Q = random_orthonormal(P, D, generator=generator, dtype=dec.weight.dtype).to(dec.weight.device)  # (P, D)
-    mean = mean.to(dec.weight)
     with torch.no_grad():
         dec.weight.copy_(Q)
         dec.bias.copy_(mean)
@@ -146,14 +151,28 @@ def transform_code(model: Autoencoder, A: Tensor, b: Tensor | None = None) -> Au
     if not isinstance(model, Autoencoder):
         raise VaelibError(f"transform_code needs a vaelib Autoencoder, got {type(model).__name__}")
     D = model.latent_dim
+    weight = _checks.weights(model)  # the dtype and device that A and b take
+    A = _checks.tensor("A", A)
     if A.shape != (D, D):
         raise VaelibError(f"A must be ({D}, {D}) for latent_dim={D}, got {tuple(A.shape)}")
+    A = _checks.finite("A", A.to(weight))
+    if b is None:
+        b = torch.zeros(D).to(weight)
+    else:
+        b = _checks.tensor("b", b)
+        if b.shape != (D,):
+            raise VaelibError(f"b must be a shift of shape ({D},) for latent_dim={D}, got {tuple(b.shape)}")
+        b = _checks.finite("b", b.to(weight))
+    with torch.no_grad():
+        A_inv, info = torch.linalg.inv_ex(A)  # (D, D); the same factorisation as torch.linalg.inv
+    if int(info) != 0 or not bool(torch.isfinite(A_inv).all()):
+        raise VaelibError(
+            "A must be invertible (a singular map merges codes, and the decoder cannot undo it); "
+            "pass a (D, D) matrix with a nonzero determinant"
+        )
     new = copy.deepcopy(model)
     enc, dec = new.encoder[-1], new.decoder[0]
-    A = A.to(enc.weight)
-    b = torch.zeros(D).to(enc.weight) if b is None else b.to(enc.weight)
     with torch.no_grad():
-        A_inv = torch.linalg.inv(A)  # (D, D)
         enc.weight.copy_(A @ enc.weight)  # (D, H)
         enc.bias.copy_(A @ enc.bias + b)  # (D,)
         W_new = dec.weight @ A_inv  # (H', D)
@@ -180,6 +199,12 @@ def aggregate_moments(mu: Tensor, logvar: Tensor | None = None) -> tuple[Tensor,
     aggregate posterior has the prior's mean and variance.  A squared-error
     autoencoder's loss has no such term, so its codes' moments are arbitrary.
     """
+    mu = _checks.tensor("mu", mu)
+    if mu.dim() != 2 or mu.shape[0] == 0:  # the moments of no codes would be NaN
+        raise VaelibError(f"mu must be codes of shape (N, D) with N >= 1, got {tuple(mu.shape)}")
+    if not mu.is_floating_point():
+        mu = mu.to(torch.get_default_dtype())
+    logvar = None if logvar is None else _checks.tensor("logvar", logvar)
     if logvar is not None and logvar.shape != mu.shape:
         raise VaelibError(f"mu and logvar must have the same shape, got {tuple(mu.shape)} and {tuple(logvar.shape)}")
     second = mu.pow(2) if logvar is None else mu.pow(2) + logvar.exp()  # (N, D)
@@ -194,14 +219,20 @@ def box_samples(codes: Tensor, n: int, *, width: float = 1.0, generator: torch.G
     ``codes``); each draw is ``c + h * u`` with ``u ~ U[-1, 1]^D``.  This is the
     natural guess for "codes like the data's" when a model (a plain
     autoencoder) has no prior to sample from.  ``codes`` (B, D) -> (n, D), on
-    the codes' device.
+    the codes' device; ``width`` a finite number > 0.
     """
+    codes = _checks.tensor("codes", codes)
     if codes.dim() != 2 or codes.shape[0] < 1:
         raise VaelibError(f"codes must have shape (B, D) with B >= 1, got {tuple(codes.shape)}")
     n = _checks.count("n", n)
-    if not width > 0:
-        raise VaelibError(f"width must be > 0, got {width}")
+    width = _checks.number("width", width, positive=True)
+    if not codes.is_floating_point():
+        raise VaelibError(f"codes must be a floating-point tensor, got dtype {codes.dtype}; use codes.float()")
+    _checks.generator(generator, codes.device)
     low, high = codes.min(0).values, codes.max(0).values  # (D,) each
+    # the one pass over the codes: min and max propagate NaN, and an infinite code is one of them
+    if not bool((torch.isfinite(low) & torch.isfinite(high)).all()):
+        raise VaelibError("codes contains NaN or infinite values, which have no box; clean the codes first")
     centre, half = (low + high) / 2, width * (high - low) / 2
     u = 2 * torch.rand(n, codes.shape[1], generator=generator, dtype=codes.dtype, device=codes.device) - 1  # (n, D)
     return centre + half * u

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import _checks
 from ._version import __version__
 from .devices import resolve_device
 from .errors import CheckpointError, VaelibError
@@ -69,7 +70,7 @@ def writable_path(path: str | os.PathLike) -> Path:
     removes the temporary files that an interrupted save (a killed process)
     left beside it.  Raises :class:`vaelib.CheckpointError` saying why not.
     """
-    path = Path(path)
+    path = _checks.path("checkpoint", path)
     _not_a_directory(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -97,7 +98,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, **extra) -> Path:
     ``train_config``, ``history``, ``rng_state``, ``rng_device``); values
     must be tensors, numbers, strings, or lists and dicts of them.
     """
-    path = Path(path)
+    path = _checks.path("checkpoint", path)
     _not_a_directory(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
@@ -129,7 +130,9 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, **extra) -> Path:
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Read and verify a checkpoint; tensors are loaded onto the CPU."""
-    path = Path(path)
+    path = _checks.path("checkpoint", path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory, not a checkpoint; name the file, e.g. {path / 'checkpoint.pt'}")
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:

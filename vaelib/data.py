@@ -50,7 +50,7 @@ _FILES = {
 def data_root(root: str | os.PathLike | None = None) -> Path:
     """The data root: ``root``, else ``$VAELIB_DATA``, else the per-user cache."""
     if root is not None:
-        return Path(root).expanduser()
+        return _checks.path("root", root).expanduser()
     if os.environ.get("VAELIB_DATA"):
         return Path(os.environ["VAELIB_DATA"]).expanduser()
     cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -81,7 +81,7 @@ def _check_root(root) -> Path:
 
 
 def _check_name(name: str) -> None:
-    if name not in DATASETS:
+    if not isinstance(name, str) or name not in DATASETS:
         raise DataError(f"unknown data set {name!r}; choose one of {sorted(DATASETS)}")
 
 
@@ -275,4 +275,5 @@ def binarize(x: Tensor, generator: torch.Generator | None = None, *, check: bool
         lo, hi = (v.item() for v in torch.aminmax(x))
         if not (0 <= lo and hi <= 1):
             raise VaelibError(f"binarize needs grey levels in [0, 1], got values in [{lo:.3g}, {hi:.3g}]; x / 255?")
+    _checks.generator(generator, x.device)
     return torch.bernoulli(x, generator=generator)

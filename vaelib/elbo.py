@@ -104,6 +104,15 @@ def _inputs(model, x: Tensor, y: Tensor | None, generator: torch.Generator | Non
     return x, _checks.model_labels(model, y, x.shape[0], values=check)
 
 
+def _latent(caller: str, model) -> None:
+    """Refuse a model without a latent distribution (the autoencoder scores itself, by ``model.terms``)."""
+    if hasattr(model, "terms"):
+        raise VaelibError(
+            f"{caller} needs a model with a latent distribution q(z|x) and p(z) (a VAE); a "
+            f"{type(model).__name__} has none, so it has no bound on log p(x)"
+        )
+
+
 def _device(model, x: Tensor) -> torch.device:
     """Where the model computes: the device of its parameters (x's for a model without any)."""
     ref = _checks.reference(model)
@@ -124,12 +133,23 @@ def _check_memory(model, batch: int, k: int, device, *, chunk: int | None = None
     _checks.allocation(nbytes, device, f"k={k} importance samples for {batch} inputs", advice)
 
 
-def _proposal(model, x: Tensor, y: Tensor | None, q) -> tuple[Tensor, Tensor]:
-    """The encoder's ``(mu, logvar)`` for x, or the given ``q`` broadcast to (B, D)."""
+def _proposal(model, x: Tensor, y: Tensor | None, q, check: bool) -> tuple[Tensor, Tensor]:
+    """The encoder's ``(mu, logvar)`` for x, or the given ``q`` broadcast to (B, D) (its values checked with
+    ``check``)."""
     if q is None:
         return model.encode(x) if y is None else model.encode(x, y)
     shape = (x.shape[0], model.latent_dim)
-    mu, logvar = (torch.as_tensor(v, dtype=x.dtype, device=x.device) for v in q)
+    try:
+        if isinstance(q, (str, bytes)) or len(q) != 2:
+            raise TypeError
+        mu, logvar = (torch.as_tensor(v, dtype=x.dtype, device=x.device) for v in q)
+    except (TypeError, ValueError, RuntimeError):  # not a pair, or a part that is not numbers
+        raise VaelibError(
+            f"q must be a pair (mu, logvar) of tensors or numbers, e.g. (0.0, 0.0) for the prior; got {q!r}"
+        ) from None
+    if check:
+        _checks.finite("q's mu", mu)
+        _checks.finite("q's logvar", logvar)
     try:
         return mu.expand(shape), logvar.expand(shape)
     except RuntimeError:
@@ -157,6 +177,10 @@ def log_weights(
 
 def log_mean_exp(log_w: Tensor, dim: int = 0) -> Tensor:
     """``log((1/k) sum_i exp(log_w_i))`` along ``dim``, with log-sum-exp: the bound L_k from k log-weights."""
+    if not -log_w.dim() <= dim < log_w.dim():
+        raise VaelibError(f"dim={dim} is not a dimension of log_w, which has shape {tuple(log_w.shape)}")
+    if log_w.shape[dim] == 0:
+        raise VaelibError(f"log_w holds no samples along dim={dim} (shape {tuple(log_w.shape)}); pass k >= 1")
     return torch.logsumexp(log_w, dim) - math.log(log_w.shape[dim])
 
 
@@ -210,17 +234,29 @@ def objective(
     x, y = _inputs(model, x, y, generator, check)
     if check and k > 1:
         _check_memory(model, x.shape[0], k, x.device)
-    mu, logvar = _proposal(model, x, y, q)  # (B, D) each
-    if eps is not None and eps.dim() == mu.dim():
-        eps = eps.unsqueeze(0)  # one sample given as (B, D)
-    if eps is not None and eps.shape[0] != k:
-        raise VaelibError(f"eps holds {eps.shape[0]} samples per input but k={k}; pass k={eps.shape[0]}")
+    mu, logvar = _proposal(model, x, y, q, check)  # (B, D) each
+    eps = None if eps is None else _noise(eps, mu, k, check)  # (k, B, D)
     log_w, log_px_z = log_weights(model, x, mu, logvar, k, y=y, eps=eps, generator=generator)  # (k, B) each
     reconstruction = log_px_z.mean(0)  # (B,)
     kl = kl_standard_normal(mu, logvar)  # (B,)
     # k = 1 uses the exact KL rather than the one-sample log-weight: the same expectation, less noise.
     value = reconstruction - beta * kl if k == 1 else log_mean_exp(log_w)
     return ELBOTerms(objective=value, elbo=reconstruction - kl, reconstruction=reconstruction, kl=kl)
+
+
+def _noise(eps, mu: Tensor, k: int, check: bool) -> Tensor:
+    """The given noise as (k, B, D) in mu's dtype (a (B, D) tensor is one sample), its values checked with
+    ``check``."""
+    if not isinstance(eps, Tensor) or not eps.is_floating_point():
+        raise VaelibError(f"eps must be a floating-point torch.Tensor of shape (k, B, D), got {type(eps).__name__}")
+    if eps.device != mu.device:
+        raise VaelibError(f"eps is on {eps.device} but the model computes on {mu.device}; move it there")
+    eps = eps.unsqueeze(0) if eps.dim() == mu.dim() else eps  # one sample given as (B, D)
+    if eps.dim() != 3 or eps.shape[1:] != mu.shape:
+        raise VaelibError(f"eps must be (k, B, D) with (B, D) = {tuple(mu.shape)}, or (B, D); got {tuple(eps.shape)}")
+    if eps.shape[0] != k:
+        raise VaelibError(f"eps holds {eps.shape[0]} samples per input but k={k}; pass k={eps.shape[0]}")
+    return _checks.finite("eps", eps).to(mu.dtype) if check else eps.to(mu.dtype)
 
 
 def _default_chunk(k: int, batch: int, width: int) -> int:
@@ -253,11 +289,12 @@ def iwae_bound(
     ``q = (0.0, 0.0)``, the prior itself, gives naive Monte Carlo.
     """
     k = _checks.count("k (the number of importance samples)", k)
+    _latent("iwae_bound", model)
     x, y = _inputs(model, x, y, generator, check)
     chunk = _checks.count("chunk_size", chunk_size) if chunk_size is not None else _default_chunk(k, *x.shape)
     if check:
         _check_memory(model, x.shape[0], k, x.device, chunk=chunk)
-    mu, logvar = _proposal(model, x, y, q)  # (B, D)
+    mu, logvar = _proposal(model, x, y, q, check)  # (B, D)
     log_w = torch.cat(
         [
             log_weights(model, x, mu, logvar, min(chunk, k - start), y=y, generator=generator)[0]
@@ -294,6 +331,7 @@ def log_marginal_likelihood(
     refused before anything is allocated.
     """
     k = _checks.count("k", k)
+    _latent("log_marginal_likelihood", model)
     batch_size = _checks.count("batch_size", batch_size)
     chunk_size = None if chunk_size is None else _checks.count("chunk_size", chunk_size)
     x = _checks.inputs(model, x)
@@ -349,6 +387,7 @@ def kl_warmup(epoch: int, warmup_epochs: int, beta: float = 1.0) -> float:
     """
     epoch = _checks.count("epoch", epoch, minimum=0)
     warmup_epochs = _checks.count("warmup_epochs", warmup_epochs, minimum=0)
+    beta = _checks.number("beta", beta, minimum=0.0)
     if warmup_epochs == 0:
-        return float(beta)
-    return float(beta) * min(1.0, (epoch + 1) / warmup_epochs)
+        return beta
+    return beta * min(1.0, (epoch + 1) / warmup_epochs)

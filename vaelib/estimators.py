@@ -28,6 +28,7 @@ expectations and gradients, used to check the estimators.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import torch
@@ -50,27 +51,43 @@ __all__ = [
 INTEGRANDS = ("quadratic", "sin", "exp")
 
 
+_tensor = functools.partial(_checks.tensor, floating=True)  # every tensor argument here holds reals
+
+
 def _noise(mu: Tensor, n_samples: int | None, eps: Tensor | None, generator: torch.Generator | None) -> Tensor:
     """The standard-normal noise (K, ..., D): ``eps`` itself, or K fresh draws."""
     n_samples = None if n_samples is None else _checks.count("n_samples", n_samples)
     if eps is not None:
+        eps = _tensor("eps", eps, dtype=mu.dtype)
         if eps.dim() != mu.dim() + 1 or eps.shape[1:] != mu.shape:
             raise VaelibError(f"eps must have shape (K, {', '.join(map(str, mu.shape))}), got {tuple(eps.shape)}")
         if n_samples is not None and n_samples != eps.shape[0]:
             raise VaelibError(f"n_samples={n_samples} but eps holds {eps.shape[0]} samples")
         return eps.detach()
     k = 1 if n_samples is None else n_samples
+    _checks.generator(generator, mu.device)
     return torch.randn((k, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
 
 
-def _check_params(mu: Tensor, logvar: Tensor) -> None:
+def _check_params(f, mu, logvar) -> tuple[Tensor, Tensor]:
+    """``mu`` and ``logvar`` as floating-point tensors of one shape (..., D); ``f`` a function."""
+    if not callable(f):
+        raise VaelibError(
+            f"f must be a function of z (..., D) -> (...), e.g. vl.estimators.integrand('sin'), got {f!r}"
+        )
+    mu, logvar = _tensor("mu", mu), _tensor("logvar", logvar)
     if mu.shape != logvar.shape:
         raise VaelibError(f"mu and logvar must have the same shape, got {tuple(mu.shape)} and {tuple(logvar.shape)}")
     if mu.dim() < 1:
         raise VaelibError("mu and logvar need at least one (latent) dimension")
+    return mu, logvar
 
 
 def _check_f_output(fz: Tensor, expected: tuple[int, ...]) -> None:
+    if not isinstance(fz, Tensor):
+        raise VaelibError(
+            f"f must return a torch.Tensor of shape {expected} (one value per sample), got {type(fz).__name__}"
+        )
     if tuple(fz.shape) != expected:
         raise VaelibError(
             f"f must map (..., D) to (...): expected an output of shape {expected}, got {tuple(fz.shape)}"
@@ -91,6 +108,8 @@ def gaussian_score(z: Tensor, mu: Tensor, logvar: Tensor) -> tuple[Tensor, Tenso
     Both have mean zero under q.  ``z``: (..., D) broadcastable with ``mu``,
     ``logvar`` (..., D); returns two tensors of the broadcast shape.
     """
+    z, mu, logvar = _tensor("z", z), _tensor("mu", mu), _tensor("logvar", logvar)
+    _checks.broadcast(z=z, mu=mu, logvar=logvar)
     inv_var = torch.exp(-logvar)
     diff = z - mu
     return diff * inv_var, 0.5 * (diff.pow(2) * inv_var - 1.0)
@@ -129,7 +148,7 @@ def score_function_gradient(
     ``n_samples`` (default 1) draws from ``generator``.  The estimates' mean
     over K is the K-sample estimator.
     """
-    _check_params(mu, logvar)
+    mu, logvar = _check_params(f, mu, logvar)
     mu, logvar = mu.detach(), logvar.detach()
     noise = _noise(mu, n_samples, eps, generator)  # (K, ..., D)
     z = reparameterize(mu, logvar, noise.shape[0], eps=noise)  # (K, ..., D)
@@ -146,7 +165,16 @@ def score_function_gradient(
     elif baseline is None:
         b = torch.zeros((), dtype=fz.dtype, device=fz.device)
     else:
-        b = torch.as_tensor(baseline, dtype=fz.dtype, device=fz.device).detach()
+        b = _tensor("baseline", baseline).to(dtype=fz.dtype, device=fz.device).detach()
+        try:
+            fits = torch.broadcast_shapes(b.shape, fz.shape) == fz.shape
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise VaelibError(
+                f"baseline must be a number or broadcast to f's output {tuple(fz.shape[1:])} (one value per "
+                f"input), got shape {tuple(b.shape)}"
+            )
     weight = (fz - b).unsqueeze(-1)  # (K, ..., 1)
     score_mu, score_logvar = gaussian_score(z, mu, logvar)  # (K, ..., D)
     return weight * score_mu, weight * score_logvar
@@ -184,7 +212,7 @@ def reparameterized_gradient(
     ``(g_mu, g_logvar)``, each (K, ..., D); their mean over K is the usual
     K-sample estimator.  Works inside ``torch.no_grad()`` too.
     """
-    _check_params(mu, logvar)
+    mu, logvar = _check_params(f, mu, logvar)
     noise = _noise(mu, n_samples, eps, generator)  # (K, ..., D)
     with torch.enable_grad():
         # One leaf copy of (mu, logvar) per sample, so autograd returns per-sample gradients.
@@ -216,9 +244,15 @@ def integrand(name: str, a: float | Tensor = 0.0) -> Callable[[Tensor], Tensor]:
     :func:`gaussian_expectation`.  ``a`` is broadcastable to z (..., D).
     """
     _check_name(name)
+    a_shape = _tensor("a", a).shape  # a number, a tensor, a list or an array of numbers
     g = {"quadratic": torch.square, "sin": torch.sin, "exp": torch.exp}[name]
 
     def f(z: Tensor) -> Tensor:
+        z = _tensor("z", z)
+        try:
+            torch.broadcast_shapes(a_shape, z.shape)
+        except RuntimeError:
+            raise VaelibError(f"a {tuple(a_shape)} does not broadcast to z {tuple(z.shape)}; give a D values") from None
         return g(z - torch.as_tensor(a, dtype=z.dtype, device=z.device)).sum(-1)
 
     f.__name__ = f"{name}_integrand"
@@ -241,6 +275,8 @@ def gaussian_expectation(name: str, mu: Tensor, logvar: Tensor, a: float | Tenso
     ``mu``, ``logvar``: (..., D); returns (...,), summed over D.  Differentiable.
     """
     _check_name(name)
+    mu, logvar = _tensor("mu", mu), _tensor("logvar", logvar)
+    _checks.broadcast(mu=mu, logvar=logvar, a=_tensor("a", a))
     m = mu - torch.as_tensor(a, dtype=mu.dtype, device=mu.device)
     var = torch.exp(logvar)
     if name == "quadratic":
@@ -270,6 +306,8 @@ def gaussian_expectation_gradient(
     ``mu``, ``logvar``: (..., D); returns two (..., D) tensors.
     """
     _check_name(name)
+    mu, logvar = _tensor("mu", mu), _tensor("logvar", logvar)
+    _checks.broadcast(mu=mu, logvar=logvar, a=_tensor("a", a))
     m = mu - torch.as_tensor(a, dtype=mu.dtype, device=mu.device)
     var = torch.exp(logvar)
     if name == "quadratic":

@@ -51,8 +51,7 @@ def _codes(model: nn.Module, x: Tensor, y: Tensor | None = None) -> Tensor:
 def _label_batch(model: nn.Module, y, n: int) -> Tensor | None:
     """Labels for n inputs or samples, checked once for the model: None, one label for all, or one for each,
     on the model's device."""
-    if y is not None and not isinstance(y, Tensor):
-        y = torch.as_tensor(y)
+    y = None if y is None else _checks.as_labels(y)
     if y is not None and y.dim() == 0:
         y = y.expand(n)
     y = _checks.model_labels(model, y, n)
@@ -82,6 +81,7 @@ def sample_prior(
     """
     n = _checks.count("n", n)
     _check_output(n, model, "samples")
+    _checks.generator(generator, None)  # any device: the draws are made on the generator's own
     y = _label_batch(model, y, n)
     # Draw on the generator's own device (a CPU generator gives the same z for a CPU or GPU model), then move.
     noise_device = generator.device if generator is not None else _device(model)
@@ -112,6 +112,12 @@ def interpolate(model: nn.Module, x_a: Tensor, x_b: Tensor, steps: int = 10) -> 
     steps = _checks.count("steps", steps, minimum=2)
     if not (isinstance(x_a, Tensor) and isinstance(x_b, Tensor)):
         raise VaelibError(f"x_a and x_b must be torch.Tensors, got {type(x_a).__name__} and {type(x_b).__name__}")
+    _checks.weights(model)
+    for name, x in (("x_a", x_a), ("x_b", x_b)):
+        if x.numel() != model.input_dim:  # one input, whatever its shape: (P,), (1, P) or (1, C, H, W)
+            raise VaelibError(
+                f"{name} must be one input of {model.input_dim} values, (P,) or (1, P); got shape {tuple(x.shape)}"
+            )
     pair = torch.stack([x_a.reshape(-1), x_b.reshape(-1)])  # (2, P)
     z = _codes(model, _images(model, pair))  # (2, D)
     t = torch.linspace(0, 1, steps, device=z.device)[:, None]  # (steps, 1)
@@ -179,6 +185,9 @@ def active_units(
 
     Returns the count and the per-dimension variances, (D,).
     """
+    threshold = _checks.number("threshold", threshold, minimum=0.0)
     mu, _ = encode_dataset(model, x, batch_size, y=y)
+    if mu.shape[0] < 2:
+        raise VaelibError(f"active_units needs at least 2 inputs to take a variance over, got {mu.shape[0]}")
     variance = mu.var(0)  # (D,)
     return int((variance > threshold).sum()), variance

@@ -70,6 +70,7 @@ def reparameterize(
     Reference: Kingma and Welling (2014), section 2.4.
     """
     n_samples = None if n_samples is None else _checks.count("n_samples", n_samples)
+    _checks.generator(generator, mu.device)  # no device sync: a type and a device kind
     shape = mu.shape if n_samples is None else (n_samples, *mu.shape)
     if eps is None:
         eps = torch.randn(shape, generator=generator, device=mu.device, dtype=mu.dtype)

@@ -27,6 +27,7 @@ and Machine Learning* (2006), section 10.1.2 (forward versus reverse KL).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, NamedTuple
 
@@ -61,18 +62,31 @@ __all__ = [
 # --------------------------------------------------------------------------- checks
 
 
+_tensor = functools.partial(_checks.tensor, floating=True)  # every tensor argument here holds reals
+
+
 def _check_base(base: float | None) -> None:
-    if base is not None and not (math.isfinite(base) and base > 0 and base != 1):
-        raise VaelibError(f"base must be a positive number other than 1 (2 for bits, None for nats), got {base!r}")
+    if isinstance(base, Tensor) and base.dim() == 0:
+        base = base.item()  # a 0-dim tensor is a number (math.log takes it too)
+    if base is not None and _checks.number("base (2 for bits, None for nats)", base, positive=True) == 1:
+        raise VaelibError("base must be a positive number other than 1 (2 for bits, None for nats), got 1")
+
+
+def _scale(h: Tensor, base: float | None) -> Tensor:
+    """Nats to ``log(base)`` units."""
+    return h if base is None else h / math.log(base)
 
 
 def _log(x: Tensor, base: float | None) -> Tensor:
     return torch.log(x) if base is None else torch.log(x) / math.log(base)
 
 
-def _check_probs(p: Tensor, name: str) -> None:
+def _check_probs(p: Tensor, name: str, over: str = "along its last dimension") -> None:
+    """Probabilities (..., K) that sum to one ``over`` the outcomes (one pass over the values)."""
     if not isinstance(p, Tensor):
-        raise VaelibError(f"{name} must be a torch.Tensor of probabilities, got {type(p).__name__}")
+        raise VaelibError(
+            f"{name} must be a torch.Tensor of probabilities, got {type(p).__name__}; convert it with torch.as_tensor"
+        )
     if not torch.is_floating_point(p):
         raise VaelibError(f"{name} must be a floating-point tensor of probabilities, got dtype {p.dtype}; use .float()")
     if p.dim() == 0 or p.shape[-1] == 0:
@@ -83,10 +97,7 @@ def _check_probs(p: Tensor, name: str) -> None:
         raise VaelibError(f"{name} must hold finite, non-negative probabilities")
     total = p.sum(-1)
     if not torch.allclose(total, torch.ones_like(total), atol=1e-5):
-        raise VaelibError(
-            f"{name} must sum to 1 along its last dimension (sums: {total.flatten()[:4].tolist()}...); "
-            "normalise it first"
-        )
+        raise VaelibError(f"{name} must sum to 1 {over} (sums: {total.flatten()[:4].tolist()}...); normalise it first")
 
 
 def _check_pair(p: Tensor, q: Tensor) -> None:
@@ -96,6 +107,7 @@ def _check_pair(p: Tensor, q: Tensor) -> None:
         raise VaelibError(
             f"p and q must have the same number of outcomes K (last dimension), got {p.shape[-1]} and {q.shape[-1]}"
         )
+    _checks.broadcast("give them the same batch shape, or one of them a single distribution (K,)", p=p, q=q)
 
 
 # ------------------------------------------------------------ discrete distributions
@@ -111,7 +123,13 @@ def self_information(p: Tensor | float, base: float | None = None) -> Tensor:
     Reference: Cover and Thomas (2006), section 2.1.
     """
     _check_base(base)
-    p = torch.as_tensor(p, dtype=None if isinstance(p, Tensor) else torch.get_default_dtype())
+    if not isinstance(p, Tensor):
+        try:
+            p = torch.as_tensor(p, dtype=torch.get_default_dtype())
+        except (TypeError, ValueError, RuntimeError):
+            raise VaelibError(
+                f"p must be a probability (a number in [0, 1]) or a tensor of them, got {p!r}; pass a number"
+            ) from None
     if not torch.is_floating_point(p):
         raise VaelibError(f"p must be a floating-point probability, got dtype {p.dtype}")
     if torch.isnan(p).any() or (p < 0).any() or (p > 1).any():
@@ -129,9 +147,13 @@ def entropy(p: Tensor, base: float | None = None) -> Tensor:
     """
     _check_base(base)
     _check_probs(p, "p")
+    return _scale(_entropy(p), base)
+
+
+def _entropy(p: Tensor) -> Tensor:
+    """:func:`entropy` in nats of probabilities checked already."""
     terms = torch.where(p > 0, p * torch.log(p.clamp_min(torch.finfo(p.dtype).tiny)), torch.zeros_like(p))
-    h = -terms.sum(-1)
-    return h if base is None else h / math.log(base)
+    return -terms.sum(-1)
 
 
 def cross_entropy(p: Tensor, q: Tensor, base: float | None = None) -> Tensor:
@@ -144,13 +166,17 @@ def cross_entropy(p: Tensor, q: Tensor, base: float | None = None) -> Tensor:
     """
     _check_base(base)
     _check_pair(p, q)
+    return _scale(_cross_entropy(p, q), base)
+
+
+def _cross_entropy(p: Tensor, q: Tensor) -> Tensor:
+    """:func:`cross_entropy` in nats of distributions checked already."""
     p, q = torch.broadcast_tensors(p, q)
     # where p_i = 0 the term is 0; feed log a harmless 1 there so that neither
     # the value nor the gradient becomes 0 * log 0 = nan
     safe_q = torch.where(p > 0, q, torch.ones_like(q))
     terms = torch.where(p > 0, p * torch.log(safe_q), torch.zeros_like(p))
-    h = -terms.sum(-1)
-    return h if base is None else h / math.log(base)
+    return -terms.sum(-1)
 
 
 def kl_divergence(p: Tensor, q: Tensor, base: float | None = None) -> Tensor:
@@ -161,9 +187,10 @@ def kl_divergence(p: Tensor, q: Tensor, base: float | None = None) -> Tensor:
     without a triangle inequality, so it is a divergence, not a distance.
     Reference: Kullback and Leibler (1951); Cover and Thomas (2006), section 2.3.
     """
-    h_pq = cross_entropy(p, q, base)
+    _check_base(base)
+    _check_pair(p, q)  # once: the two terms below take the checked values
     # H(p, q) = inf gives inf - finite = inf, as it should
-    return h_pq - entropy(p, base)
+    return _scale(_cross_entropy(p, q), base) - _scale(_entropy(p), base)
 
 
 # ------------------------------------------------------------------ joint distributions
@@ -175,7 +202,13 @@ def _check_joint(joint: Tensor) -> None:
         raise VaelibError(
             f"joint must be a tensor of shape (..., Kx, Kz) with joint[..., i, j] = p(x = i, z = j), got {shape}"
         )
-    _check_probs(joint.flatten(-2), "joint (summed over its last two dimensions)")
+    if joint.shape[-1] == 0 or joint.shape[-2] == 0:
+        raise VaelibError(
+            f"joint must have at least one outcome of x and one of z (shape (..., Kx, Kz) with Kx, Kz >= 1), "
+            f"got {tuple(joint.shape)}"
+        )
+    # the table p(x, z) is one distribution over the Kx * Kz pairs
+    _check_probs(joint.flatten(-2), "joint", "over its last two dimensions (the whole table p(x, z))")
 
 
 def conditional_entropy(joint: Tensor, base: float | None = None) -> Tensor:
@@ -196,7 +229,7 @@ def conditional_entropy(joint: Tensor, base: float | None = None) -> Tensor:
     safe = torch.where(joint > 0, joint / p_z.clamp_min(torch.finfo(joint.dtype).tiny), torch.ones_like(joint))
     h = -(joint * torch.log(safe)).sum((-2, -1))
     h = h.clamp_min(0)  # rounding can put p(x | z) a hair above 1 where z determines x
-    return h if base is None else h / math.log(base)
+    return _scale(h, base)
 
 
 def mutual_information(joint: Tensor, base: float | None = None) -> Tensor:
@@ -213,10 +246,10 @@ def mutual_information(joint: Tensor, base: float | None = None) -> Tensor:
     _check_base(base)
     _check_joint(joint)
     product = joint.sum(-1, keepdim=True) * joint.sum(-2, keepdim=True)  # (..., Kx, Kz): p(x) p(z)
-    # p(x, z) > 0 implies p(x) p(z) > 0, so the divergence is finite
-    info = kl_divergence(joint.flatten(-2), product.flatten(-2))
+    # p(x, z) > 0 implies p(x) p(z) > 0, so the divergence KL = H(p, q) - H(p) is finite
+    info = _cross_entropy(joint.flatten(-2), product.flatten(-2)) - _entropy(joint.flatten(-2))
     info = info.clamp_min(0)  # rounding can make the information of independent variables -1e-17
-    return info if base is None else info / math.log(base)
+    return _scale(info, base)
 
 
 # ------------------------------------------------------------- diagonal Gaussians
@@ -231,7 +264,18 @@ def gaussian_entropy(logvar: Tensor) -> Tensor:
     the units of ``z``: ``h(a z) = h(z) + D log|a|``.
     Reference: Cover and Thomas (2006), section 8.1.
     """
-    return 0.5 * (LOG_2PI + 1.0 + logvar).sum(-1)
+    return 0.5 * (LOG_2PI + 1.0 + _tensor("logvar", logvar)).sum(-1)
+
+
+def _gaussians(**named) -> list[Tensor]:
+    """Gaussian parameters as floating-point tensors whose shapes broadcast (..., D); shapes only."""
+    tensors = [_tensor(name, value) for name, value in named.items()]
+    try:
+        torch.broadcast_shapes(*(t.shape for t in tensors))
+    except RuntimeError:
+        shapes = ", ".join(f"{name} {tuple(t.shape)}" for name, t in zip(named, tensors))
+        raise VaelibError(f"the shapes of {shapes} do not broadcast against each other; give them one shape") from None
+    return tensors
 
 
 def gaussian_cross_entropy(mu_p: Tensor, logvar_p: Tensor, mu_q: Tensor, logvar_q: Tensor) -> Tensor:
@@ -240,6 +284,7 @@ def gaussian_cross_entropy(mu_p: Tensor, logvar_p: Tensor, mu_q: Tensor, logvar_
     ``1/2 sum_j [log(2 pi) + logvar_q + (exp(logvar_p) + (mu_p - mu_q)^2) / exp(logvar_q)]``.
     Shapes broadcast; (..., D) -> (...,).  Nats.
     """
+    mu_p, logvar_p, mu_q, logvar_q = _gaussians(mu_p=mu_p, logvar_p=logvar_p, mu_q=mu_q, logvar_q=logvar_q)
     return 0.5 * (LOG_2PI + logvar_q + (logvar_p.exp() + (mu_p - mu_q).pow(2)) * torch.exp(-logvar_q)).sum(-1)
 
 
@@ -266,8 +311,9 @@ def gaussian_mutual_information(cov: Tensor, dim_x: int) -> Tensor:
     dim_x = _checks.count("dim_x", dim_x)
     if dim_x >= n:
         raise VaelibError(f"dim_x must leave at least one coordinate for z: 1 <= dim_x < {n}, got {dim_x}")
+    _checks.finite("cov", cov)  # before the symmetry test, which NaN fails for another reason
     if not torch.allclose(cov, cov.transpose(-1, -2), rtol=1e-5, atol=1e-8):
-        raise VaelibError("cov must be symmetric")
+        raise VaelibError("cov must be symmetric: use (cov + cov.transpose(-1, -2)) / 2 if it is off by rounding")
 
     def log_det(c: Tensor) -> Tensor:  # via Cholesky, which also checks positive definiteness
         chol, info = torch.linalg.cholesky_ex(c)
@@ -289,7 +335,8 @@ def bits_per_dim(nll: Tensor | float, num_dims: int) -> Tensor:
     ELBO first.  For discrete data it is >= 0, and a model that gives every
     one of ``L`` levels per dimension the same probability scores
     ``log2(L)`` bits per dimension (8 for 8-bit images); a density on
-    continuous data can score below zero.  Returns a tensor of ``nll``'s shape.
+    continuous data can score below zero.  Returns a tensor of ``nll``'s shape;
+    a NaN or infinite ``nll`` (a failed evaluation) is refused.
     Reference: Theis, van den Oord and Bethge (2016), *A note on the evaluation of generative models*.
     """
     num_dims = _checks.count("num_dims", num_dims)
@@ -297,6 +344,10 @@ def bits_per_dim(nll: Tensor | float, num_dims: int) -> Tensor:
         nll = torch.as_tensor(_checks.number("nll", nll), dtype=torch.get_default_dtype())
     elif not torch.is_floating_point(nll):
         raise VaelibError(f"nll must be a floating-point tensor of nats, got dtype {nll.dtype}")
+    elif not bool(torch.isfinite(nll).all()):  # as a NaN or infinite number is refused
+        raise VaelibError(
+            "nll contains NaN or infinite values: the model's evaluation failed; convert finite NLLs only"
+        )
     return nll / (num_dims * math.log(2.0))
 
 
@@ -320,6 +371,8 @@ def gaussian_kl_monte_carlo(
     comes from ``generator`` (on the inputs' device).
     """
     n_samples = _checks.count("n_samples (at least 2, for a standard error)", n_samples, minimum=2)
+    mu_q, logvar_q, mu_p, logvar_p = _gaussians(mu_q=mu_q, logvar_q=logvar_q, mu_p=mu_p, logvar_p=logvar_p)
+    _checks.generator(generator, mu_q.device)
     mu_q, logvar_q, mu_p, logvar_p = torch.broadcast_tensors(mu_q, logvar_q, mu_p, logvar_p)
     z = reparameterize(mu_q, logvar_q, n_samples, generator=generator)  # (S, ..., D)
     log_ratio = log_normal(z, mu_q, logvar_q) - log_normal(z, mu_p, logvar_p)  # (S, ...)
@@ -329,7 +382,9 @@ def gaussian_kl_monte_carlo(
 # ------------------------------------------------ one-dimensional densities on a grid
 
 
-def _check_mixture(weights: Tensor, mu: Tensor, logvar: Tensor) -> None:
+def _check_mixture(weights: Tensor, mu: Tensor, logvar: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The parameters as tensors (lists converted), checked: (K,) each, weights a distribution."""
+    weights, mu, logvar = _tensor("weights", weights), _tensor("mu", mu), _tensor("logvar", logvar)
     if not (weights.dim() == mu.dim() == logvar.dim() == 1) or not (weights.shape == mu.shape == logvar.shape):
         raise VaelibError(
             "weights, mu and logvar must be 1-D tensors of the same length K (one entry per component), got shapes "
@@ -337,6 +392,7 @@ def _check_mixture(weights: Tensor, mu: Tensor, logvar: Tensor) -> None:
         )
     if (weights < 0).any() or not torch.allclose(weights.sum(), torch.ones_like(weights.sum()), atol=1e-5):
         raise VaelibError(f"mixture weights must be non-negative and sum to 1, got {weights.tolist()}")
+    return weights, mu, logvar
 
 
 def mixture_log_prob(z: Tensor, weights: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
@@ -347,7 +403,8 @@ def mixture_log_prob(z: Tensor, weights: Tensor, mu: Tensor, logvar: Tensor) -> 
     (...,) of points; ``weights``, ``mu``, ``logvar``: (K,).  Returns (...,)
     in nats.  Reference: Bishop (2006), section 9.2.
     """
-    _check_mixture(weights, mu, logvar)
+    weights, mu, logvar = _check_mixture(weights, mu, logvar)
+    z = _tensor("z", z)
     log_comp = log_normal(z.unsqueeze(-1), mu, logvar, reduce=False)  # (..., K)
     return torch.logsumexp(torch.log(weights) + log_comp, dim=-1)
 
@@ -360,35 +417,58 @@ def mixture_moments(weights: Tensor, mu: Tensor, logvar: Tensor) -> tuple[Tensor
     two 0-dim tensors.  These are the parameters of the Gaussian that
     minimises the forward divergence ``KL(p || q)``.
     """
-    _check_mixture(weights, mu, logvar)
+    weights, mu, logvar = _check_mixture(weights, mu, logvar)
     mean = (weights * mu).sum()
     var = (weights * (logvar.exp() + mu.pow(2))).sum() - mean.pow(2)
     return mean, var
 
 
-def _check_grid(grid: Tensor) -> None:
+def _check_grid(grid: Tensor) -> Tensor:
+    """``grid`` as a tensor (a list converted): 1-D, finite, strictly increasing, at least 3 points."""
+    grid = _tensor("grid", grid)
     if grid.dim() != 1 or grid.numel() < 3:
         raise VaelibError(f"grid must be a 1-D tensor of at least 3 points, got shape {tuple(grid.shape)}")
+    if not bool(torch.isfinite(grid).all()):  # NaN would fail the order test below, with a wrong reason
+        raise VaelibError("grid contains NaN or infinite points; use finite ones, e.g. torch.linspace(-6, 6, 601)")
     if not (grid[1:] > grid[:-1]).all():
         raise VaelibError("grid must be strictly increasing")
+    return grid
+
+
+def _check_log_density(name: str, log_density: Tensor) -> None:
+    """A log-density's values: numbers, or -inf where the density is 0 (one pass)."""
+    if not bool((log_density < math.inf).all()):  # NaN < inf is False too
+        raise VaelibError(
+            f"{name} contains NaN or +inf values; a log-density must be finite, or -inf where the density is 0"
+        )
 
 
 def kl_on_grid(log_p: Tensor, log_q: Tensor, grid: Tensor) -> Tensor:
     """``KL(p || q) = integral p(z) [log p(z) - log q(z)] dz`` by the trapezoidal rule.
 
     ``log_p``, ``log_q``: (..., N) log-densities evaluated on ``grid`` (N,),
-    a strictly increasing set of points that covers the mass of both
+    a strictly increasing set of finite points that covers the mass of both
     densities (the tails outside it are dropped).  Returns (...,) in nats.
-    Points where ``p = 0`` contribute 0; ``q = 0 < p`` gives ``inf``.  Swap
+    Points where ``p = 0`` (``log_p = -inf``) contribute 0; ``q = 0 < p``
+    gives ``inf``; a NaN or ``+inf`` log-density is refused.  Swap
     the arguments for the reverse divergence ``KL(q || p)``.  The error of the
     rule falls as the square of the grid spacing for smooth densities.
     """
-    _check_grid(grid)
-    if log_p.shape[-1] != grid.numel() or log_q.shape[-1] != grid.numel():
+    grid = _check_grid(grid)
+    log_p, log_q = _tensor("log_p", log_p), _tensor("log_q", log_q)
+    if log_p.dim() == 0 or log_q.dim() == 0 or log_p.shape[-1] != grid.numel() or log_q.shape[-1] != grid.numel():
         raise VaelibError(
-            f"log_p and log_q must be evaluated on the grid: last dimensions {log_p.shape[-1]} and "
-            f"{log_q.shape[-1]}, grid has {grid.numel()} points"
+            f"log_p and log_q must be evaluated on the grid: shapes {tuple(log_p.shape)} and "
+            f"{tuple(log_q.shape)}, grid has {grid.numel()} points"
         )
+    _checks.broadcast("give them the same batch shape", log_p=log_p, log_q=log_q)
+    _check_log_density("log_p", log_p)
+    _check_log_density("log_q", log_q)
+    return _kl_on_grid(log_p, log_q, grid)
+
+
+def _kl_on_grid(log_p: Tensor, log_q: Tensor, grid: Tensor) -> Tensor:
+    """:func:`kl_on_grid` of values checked already (:func:`fit_gaussian` calls it at every step)."""
     log_p, log_q = torch.broadcast_tensors(log_p, log_q)
     p = log_p.exp()
     safe_log_q = torch.where(p > 0, log_q, torch.zeros_like(log_q))
@@ -438,22 +518,25 @@ def fit_gaussian(
     if direction not in ("forward", "reverse"):
         raise VaelibError(f"direction must be 'forward' (KL(p||q)) or 'reverse' (KL(q||p)), got {direction!r}")
     steps = _checks.count("steps", steps)
-    _check_grid(grid)
+    mu0, logvar0 = _checks.number("mu0", mu0), _checks.number("logvar0", logvar0)
+    lr = _checks.number("lr", lr, positive=True)
+    grid = _check_grid(grid)
     with torch.no_grad():
-        log_p_grid = log_p(grid) if callable(log_p) else torch.as_tensor(log_p)
+        log_p_grid = _tensor("log_p", log_p(grid) if callable(log_p) else log_p)
         log_p_grid = log_p_grid.to(dtype=grid.dtype, device=grid.device)
     if log_p_grid.shape != grid.shape:
         raise VaelibError(f"log_p on the grid must have shape {tuple(grid.shape)}, got {tuple(log_p_grid.shape)}")
+    _check_log_density("log_p on the grid", log_p_grid)  # once; every step below reuses these values
 
     def divergence(params: Tensor) -> Tensor:
         log_q_grid = log_normal(grid.unsqueeze(-1), params[0], 2.0 * params[1])  # (N,)
         if direction == "forward":
-            return kl_on_grid(log_p_grid, log_q_grid, grid)
-        return kl_on_grid(log_q_grid, log_p_grid, grid)
+            return _kl_on_grid(log_p_grid, log_q_grid, grid)
+        return _kl_on_grid(log_q_grid, log_p_grid, grid)
 
     # (mu, log sigma), fitted by torch's Adam with the rate cosine-annealed from lr at step 0 towards 0.
-    params = torch.tensor([float(mu0), 0.5 * float(logvar0)], dtype=grid.dtype, device=grid.device, requires_grad=True)
-    optimizer = torch.optim.Adam([params], lr=_checks.number("lr", lr, positive=True))
+    params = torch.tensor([mu0, 0.5 * logvar0], dtype=grid.dtype, device=grid.device, requires_grad=True)
+    optimizer = torch.optim.Adam([params], lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     history = torch.empty(steps, dtype=grid.dtype, device=grid.device)
     for step in range(steps):
@@ -493,27 +576,50 @@ def histogram_classifier(
 
         I(y; z) = H(y) - H(y | z) >= H(y) - cross_entropy,
 
-    the variational bound of Barber and Agakov (2003).  Shapes: codes (N, 2),
+    the variational bound of Barber and Agakov (2003).  Shapes: codes (N, 2)
+    with N >= 1 (a tensor, or a numpy array),
     integer labels (N,) in [0, C) with C = max label + 1 of ``y_fit``; units:
     nats; reduction: mean over the scored pairs.
     """
     checked = []
     for name, codes, labels in (("z_fit", z_fit, y_fit), ("z", z, y)):
-        _checks.finite(name, codes)  # a NaN code has no cell
+        if not isinstance(codes, Tensor):
+            try:  # a numpy array or a list of codes is fine
+                codes = torch.as_tensor(codes)
+            except (TypeError, ValueError, RuntimeError):
+                raise VaelibError(
+                    f"{name} must be a torch.Tensor of codes (N, 2), got {type(codes).__name__}"
+                ) from None
         if codes.dim() != 2 or codes.shape[1] != 2:
             raise VaelibError(f"{name} must be 2-D codes of shape (N, 2), got shape {tuple(codes.shape)}")
-        labels = torch.as_tensor(labels)  # a list or a numpy array of labels is fine
+        if codes.shape[0] == 0:
+            raise VaelibError(f"{name} holds no codes (shape (0, 2)); pass at least one code and its label")
+        _checks.finite(name, codes)  # a NaN code has no cell
+        try:
+            labels = torch.as_tensor(labels)  # a list or a numpy array of labels is fine
+        except (TypeError, ValueError, RuntimeError):
+            raise VaelibError(
+                f"the labels of {name} must be an integer tensor ({codes.shape[0]},), got {type(labels).__name__}"
+            ) from None
         if labels.shape != codes.shape[:1] or labels.is_floating_point() or labels.dtype == torch.bool:
             raise VaelibError(
                 f"the labels of {name} must be an integer tensor ({codes.shape[0]},), "
                 f"got dtype {labels.dtype}, shape {tuple(labels.shape)}"
             )
-        checked.append(labels)
+        checked.append((codes, labels))
     bins, limit = _checks.count("bins", bins), _checks.number("limit", limit, positive=True)
-    z_fit, y_fit, z, y = (t.detach().cpu() for t in (z_fit, checked[0], z, checked[1]))
+    z_fit, y_fit, z, y = (t.detach().cpu() for pair in checked for t in pair)
+    if min(int(y_fit.min()), int(y.min())) < 0:
+        raise VaelibError(
+            f"labels must be class indices >= 0, got a minimum of {min(int(y_fit.min()), int(y.min()))}; "
+            "number the classes 0, 1, ..."
+        )
     num_classes = int(y_fit.max()) + 1
-    if y.min() < 0 or y_fit.min() < 0 or y.max() >= num_classes:
-        raise VaelibError(f"labels must lie in [0, {num_classes}), the classes seen in y_fit")
+    if y.max() >= num_classes:
+        raise VaelibError(
+            f"the labels of z must lie in [0, {num_classes}), the classes seen in y_fit, got {int(y.max())}; "
+            "fit on codes of every class that is scored"
+        )
     edges = torch.linspace(-limit, limit, bins + 1, dtype=z_fit.dtype)[1:-1]  # inner edges
 
     def cell(codes: Tensor) -> Tensor:  # (N, 2) -> (N,): the index of each code's cell

@@ -4,12 +4,9 @@ can both import it)."""
 
 from __future__ import annotations
 
-from dataclasses import fields
-
 from torch import nn
 
 from . import _checks
-from .errors import VaelibError
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU, "softplus": nn.Softplus}
 
@@ -25,22 +22,6 @@ def mlp(dims: list[int], activation: str | None, final_activation: bool = False)
 
 
 def normalise_config(config) -> None:
-    """Check a config's choices and counts, and store sequence fields as tuples of ints.
-
-    Tuples make configs built from lists (JSON, argparse) compare equal to,
-    and hash like, configs built from tuples.  ``config.choices`` maps a
-    field to its allowed values; the CLI reads the same mapping.
-    """
-    for f in fields(config):
-        value = getattr(config, f.name)
-        if f.name in config.choices:
-            _checks.choice(f.name, value, config.choices[f.name])
-        elif isinstance(value, (list, tuple)):
-            try:
-                value = tuple(_checks.count(f.name, v) for v in value)
-            except VaelibError:
-                raise VaelibError(f"{f.name} must be a sequence of positive integers, got {value!r}") from None
-            object.__setattr__(config, f.name, value)  # frozen dataclass: the documented way to normalise a field
-    if len(config.image_shape) != 3:
-        raise VaelibError(f"image_shape must be (C, H, W) with positive sizes, got {config.image_shape}")
-    object.__setattr__(config, "latent_dim", _checks.count("latent_dim", config.latent_dim))
+    """Check a model config's fields, each by its type (:func:`vaelib._checks.config_fields`), and store its
+    sequences as tuples of ints."""
+    _checks.config_fields(config)

@@ -55,17 +55,14 @@ class VAEConfig:
         "architecture": ARCHITECTURES,
         "likelihood": LIKELIHOODS,
     }
+    minimums: ClassVar[dict[str, int]] = {"latent_dim": 1}  # other int fields: >= 0
 
     def __post_init__(self):
         normalise_config(self)
-        if self.num_classes < 0:
-            raise VaelibError(f"num_classes must be >= 0 (0: an unconditional VAE), got {self.num_classes}")
         if self.architecture == "conv" and (self.image_shape[1] % 4 or self.image_shape[2] % 4):
             raise VaelibError(f"the conv architecture needs H and W divisible by 4, got {self.image_shape}")
         if self.architecture == "conv" and self.num_classes:
             raise VaelibError("a conditional VAE (num_classes > 0) needs architecture='mlp'")
-        if not math.isfinite(self.gaussian_logvar):
-            raise VaelibError(f"gaussian_logvar must be finite, got {self.gaussian_logvar}")
         if self.learn_gaussian_logvar and self.gaussian_logvar < GAUSSIAN_LOGVAR_FLOOR:
             raise VaelibError(
                 f"a learned gaussian_logvar starts at or above its floor log(1e-4) = {GAUSSIAN_LOGVAR_FLOOR:.2f}, "

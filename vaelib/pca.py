@@ -15,10 +15,13 @@ autoencoder's optimum spans the principal subspace).
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
 from . import _checks
+from .devices import resolve_device
 from .errors import VaelibError
 
 __all__ = [
@@ -35,11 +38,45 @@ __all__ = [
 
 def _check_data(x: Tensor, name: str = "x", shape: str = "(N, P)") -> None:
     """A floating-point matrix without NaN or infinity (an SVD of one that has them fails or returns NaN)."""
-    if not isinstance(x, Tensor) or x.dim() != 2 or not torch.is_floating_point(x):
+    if not isinstance(x, Tensor):
         raise VaelibError(
-            f"{name} must be a floating-point tensor of shape {shape}, got {getattr(x, 'shape', type(x))}"
+            f"{name} must be a torch.Tensor of shape {shape}, got {type(x).__name__}; convert it with torch.as_tensor"
         )
+    if x.dim() != 2:
+        raise VaelibError(f"{name} must have shape {shape}, got {tuple(x.shape)}")
+    if not torch.is_floating_point(x):
+        raise VaelibError(f"{name} must be a floating-point tensor, got dtype {x.dtype}; use {name}.float()")
     _checks.finite(name, x)
+
+
+def _common(*tensors: Tensor) -> list[Tensor]:
+    """The tensors in one floating-point dtype, the one torch's arithmetic would give them
+    (a matrix product, unlike ``+``, does not promote: float32 @ float64 fails)."""
+    dtype = functools.reduce(torch.promote_types, (t.dtype for t in tensors))
+    if not dtype.is_floating_point:
+        dtype = torch.get_default_dtype()
+    return [t.to(dtype) for t in tensors]
+
+
+def _basis(mean, U) -> tuple[Tensor, Tensor]:
+    """``mean`` (P,) and ``U`` (P, D) as tensors, their shapes checked (a basis from :func:`fit_pca`)."""
+    mean, U = _checks.tensor("mean", mean), _checks.tensor("U", U)
+    if U.dim() != 2:
+        raise VaelibError(f"U must be a basis of shape (P, D), one direction per column, got {tuple(U.shape)}")
+    if mean.shape != U.shape[:1]:
+        raise VaelibError(
+            f"mean must have shape ({U.shape[0]},) (P, the rows of U), got {tuple(mean.shape)}; "
+            "pass the mean that fit_pca returned"
+        )
+    return mean, U
+
+
+def _last(name: str, value, size: int, what: str) -> Tensor:
+    """``value`` as a tensor (..., size)."""
+    value = _checks.tensor(name, value)
+    if value.dim() == 0 or value.shape[-1] != size:
+        raise VaelibError(f"{name} must have shape (..., {size}) ({what}), got {tuple(value.shape)}")
+    return value
 
 
 def fit_pca(x: Tensor, D: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -88,6 +125,13 @@ def pca_encode(x: Tensor, mean: Tensor, U: Tensor) -> Tensor:
 
     ``x`` (B, P), ``mean`` (P,), ``U`` (P, D) -> ``z`` (B, D).
     """
+    mean, U = _basis(mean, U)
+    x = _last("x", x, U.shape[0], "P values per example, as many as U has rows")
+    return _encode(*_common(x, mean, U))
+
+
+def _encode(x: Tensor, mean: Tensor, U: Tensor) -> Tensor:
+    """:func:`pca_encode` of checked operands."""
     return (x - mean) @ U
 
 
@@ -96,6 +140,13 @@ def pca_decode(z: Tensor, mean: Tensor, U: Tensor) -> Tensor:
 
     ``z`` (B, D), ``mean`` (P,), ``U`` (P, D) -> ``x_hat`` (B, P).
     """
+    mean, U = _basis(mean, U)
+    z = _last("z", z, U.shape[1], "D values per code, as many as U has columns")
+    return _decode(*_common(z, mean, U))
+
+
+def _decode(z: Tensor, mean: Tensor, U: Tensor) -> Tensor:
+    """:func:`pca_decode` of checked operands."""
     return mean + z @ U.T
 
 
@@ -105,7 +156,9 @@ def pca_reconstruct(x: Tensor, mean: Tensor, U: Tensor) -> Tensor:
 
     ``x`` (B, P), ``mean`` (P,), ``U`` (P, D) with orthonormal columns -> ``x_hat`` (B, P).
     """
-    return pca_decode(pca_encode(x, mean, U), mean, U)
+    mean, U = _basis(mean, U)
+    x, mean, U = _common(_last("x", x, U.shape[0], "P values per example, as many as U has rows"), mean, U)
+    return _decode(_encode(x, mean, U), mean, U)
 
 
 def reconstruction_error(x: Tensor, x_hat: Tensor, reduce: bool = True) -> Tensor:
@@ -116,8 +169,18 @@ def reconstruction_error(x: Tensor, x_hat: Tensor, reduce: bool = True) -> Tenso
     quantity a :class:`vaelib.Autoencoder` minimises, and minus its
     ``test_reconstruction`` in :func:`vaelib.fit`'s history.
     """
+    x, x_hat = _checks.tensor("x", x), _checks.tensor("x_hat", x_hat)
     if x.shape != x_hat.shape:
         raise VaelibError(f"x and x_hat must have the same shape, got {tuple(x.shape)} and {tuple(x_hat.shape)}")
+    if x.dim() < 2:  # a single example (P,) would be read as P examples of one value
+        raise VaelibError(f"x must be a batch (B, P), got shape {tuple(x.shape)}; use x[None] for one example")
+    if x.shape[0] == 0:  # the mean over no examples is NaN
+        raise VaelibError("x holds no examples (its first dimension is 0); pass at least one")
+    return _reconstruction_error(x, x_hat, reduce)
+
+
+def _reconstruction_error(x: Tensor, x_hat: Tensor, reduce: bool = True) -> Tensor:
+    """:func:`reconstruction_error` of checked operands."""
     per_example = (x - x_hat).pow(2).reshape(x.shape[0], -1).sum(-1)  # (B,)
     return per_example.mean() if reduce else per_example
 
@@ -131,9 +194,17 @@ def pca_error_curve(x: Tensor, mean: Tensor, U: Tensor, dims: list[int] | tuple[
     fitted data or held-out data.  Returns (len(dims),): for each ``D`` the
     mean over ``x`` of the squared error summed over coordinates.
     """
-    if len(dims) == 0 or min(dims) < 1 or max(dims) > U.shape[1]:
-        raise VaelibError(f"dims must be non-empty and within 1..{U.shape[1]} (the columns of U), got {list(dims)}")
-    return torch.stack([reconstruction_error(x, pca_reconstruct(x, mean, U[:, :D])) for D in dims])
+    mean, U = _basis(mean, U)
+    x = _last("x", x, U.shape[0], "P values per example, as many as U has rows")
+    if x.dim() != 2 or x.shape[0] == 0:
+        raise VaelibError(f"x must be a batch (B, P) with B >= 1, got shape {tuple(x.shape)}")
+    x, mean, U = _common(x, mean, U)
+    if isinstance(dims, (str, bytes)) or not hasattr(dims, "__iter__"):
+        raise VaelibError(f"dims must be a list of numbers of components, e.g. [1, 2, 5], got {dims!r}")
+    dims = [_checks.count("each entry of dims", D) for D in dims]
+    if len(dims) == 0 or max(dims) > U.shape[1]:
+        raise VaelibError(f"dims must be non-empty and within 1..{U.shape[1]} (the columns of U), got {dims}")
+    return torch.stack([_reconstruction_error(x, _decode(_encode(x, mean, U[:, :D]), mean, U[:, :D])) for D in dims])
 
 
 def principal_angles(A: Tensor, B: Tensor) -> Tensor:
@@ -156,6 +227,8 @@ def principal_angles(A: Tensor, B: Tensor) -> Tensor:
     """
     for name, m in (("A", A), ("B", B)):
         _check_data(m, name, "(P, p)")
+        if m.shape[1] == 0:
+            raise VaelibError(f"{name} has no columns ({tuple(m.shape)}): pass at least one direction")
         if m.shape[1] > m.shape[0]:
             raise VaelibError(
                 f"{name} has more columns than rows ({tuple(m.shape)}): its columns cannot be independent"
@@ -187,11 +260,16 @@ def random_orthonormal(
     so that ``diag(R) > 0``; this makes the column space uniform over
     D-dimensional subspaces (Haar measure; Mezzadri, 2007).  Knows nothing
     about any data: it is a neutral starting point, e.g. to initialise a
-    linear autoencoder with ``d = Q`` and ``e = Q^T``.
+    linear autoencoder with ``d = Q`` and ``e = Q^T``.  ``dtype``: a floating-point one;
+    ``device``: one this machine has (:func:`vaelib.devices.resolve_device`), the CPU when None.
     """
     P, D = _checks.count("P", P), _checks.count("D", D)
     if D > P:
         raise VaelibError(f"need 1 <= D <= P, got D={D}, P={P}")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise VaelibError(f"dtype must be a floating-point torch.dtype such as torch.float32, got {dtype!r}")
+    device = None if device is None else resolve_device(device)  # an unknown or absent device: a DeviceError
+    _checks.generator(generator, torch.device("cpu") if device is None else device)
     g = torch.randn(P, D, generator=generator, dtype=dtype, device=device)  # (P, D)
     Q, R = torch.linalg.qr(g)
     signs = torch.sign(torch.diagonal(R))

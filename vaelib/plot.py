@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import io
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 
 import matplotlib
@@ -100,7 +101,16 @@ class Figure(_MplFigure):
 
 def _images(x: Tensor | np.ndarray, shape: tuple[int, int] | None) -> np.ndarray:
     """(N, P) or (N, H, W) or (N, 1, H, W) -> (N, H, W) numpy in [0, 1]."""
-    a = x.detach().float().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x, dtype=np.float32)
+    if shape is not None:
+        try:  # two positive integers, or torch's reshape fails with a riddle
+            h, w = shape
+            shape = _checks.count("the image height", h), _checks.count("the image width", w)
+        except (TypeError, ValueError):
+            raise VaelibError(f"shape must be (H, W), two positive integers, got {shape!r}") from None
+    try:
+        a = x.detach().float().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise VaelibError(f"x must be images: a tensor or array of numbers, got {type(x).__name__}") from None
     if a.ndim == 4 and a.shape[1] == 1:
         a = a[:, 0]
     if a.ndim == 2:
@@ -111,7 +121,39 @@ def _images(x: Tensor | np.ndarray, shape: tuple[int, int] | None) -> np.ndarray
         a = a.reshape(a.shape[0], h, w)
     if a.ndim != 3:
         raise VaelibError(f"expected images of shape (N, P), (N, H, W) or (N, 1, H, W), got {a.shape}")
+    if a.shape[0] == 0:  # nothing to tile: the canvas would have a negative size
+        raise VaelibError(f"there are no images to draw (shape {a.shape}); pass at least one")
     return a
+
+
+def _references(references) -> None:
+    """None, or a dict of label -> number (a published result to draw as a line)."""
+    if references is None:
+        return
+    if not isinstance(references, Mapping):
+        raise VaelibError(f"references must be a dict of label -> value, got {type(references).__name__}")
+    for label, value in references.items():
+        if isinstance(value, Tensor) and value.numel() == 1:
+            continue  # a one-number tensor draws like the number
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise VaelibError(f"references must map each label to a number, got {label!r}: {value!r}")
+
+
+def _history(name: str, history) -> None:
+    """A training history: a non-empty list of dicts, one per epoch, each with its ``epoch``."""
+    if isinstance(history, (Mapping, str, bytes)) or not isinstance(history, Sequence) or not history:
+        raise VaelibError(
+            f"{name} must be a non-empty list of dicts, one per epoch, as vl.fit returns; got {type(history).__name__}"
+            + (" (empty: train for at least one epoch)" if isinstance(history, Sequence) and not history else "")
+        )
+    for i, entry in enumerate(history):
+        if not isinstance(entry, Mapping):
+            raise VaelibError(f"entry {i} of {name} must be a dict of values for one epoch, got {entry!r}")
+        if "epoch" not in entry:
+            raise VaelibError(
+                f"entry {i} of {name} has no 'epoch' (its keys: {sorted(entry)}); record the epoch of every "
+                "entry, as vl.fit does"
+            )
 
 
 def tile(x: Tensor | np.ndarray, ncol: int = 8, *, shape: tuple[int, int] | None = None, pad: int = 1) -> np.ndarray:
@@ -142,7 +184,8 @@ def _show(ax, image: np.ndarray, title: str | None = None) -> None:
 def image_grid(
     x: Tensor | np.ndarray, ncol: int = 8, *, title: str | None = None, shape=None, size: float = 0.6
 ) -> Figure:
-    """A grid of images (dark strokes on white), ``ncol`` per row."""
+    """A grid of images (dark strokes on white), ``ncol`` per row, ``size`` inches wide each."""
+    size = _checks.number("size", size, positive=True)
     grid = tile(x, ncol, shape=shape)
     fig = Figure(
         figsize=(size * ncol, size * grid.shape[0] / grid.shape[1] * ncol + (0.4 if title else 0)), layout="constrained"
@@ -162,8 +205,18 @@ def image_rows(
     decoder column): scaled by its largest magnitude and drawn red for
     positive, blue for negative.
     """
+    rows = list(rows)  # a (rows, n, P) tensor is a sequence of rows too
+    try:
+        labels = [str(label) for label in labels]  # a number, such as a class, labels a row as well
+    except TypeError:
+        raise VaelibError(f"labels must be a list of strings, one per row, got {labels!r}") from None
     if len(rows) != len(labels) or not rows:
         raise VaelibError(f"image_rows needs one label per row, got {len(rows)} rows and {len(labels)} labels")
+    inches = _checks.number("inches", inches, positive=True)
+    rows = [_checks.tensor(f"row {i}", row) for i, row in enumerate(rows)]
+    for label, row in zip(labels, rows):
+        if row.dim() == 0 or len(row) == 0:
+            raise VaelibError(f"the row {label!r} holds no images (shape {tuple(row.shape)}); pass at least one")
     n = max(len(r) for r in rows)
     label_inches = 0.075 * max(len(label) for label in labels)  # room for the row labels at 10 pt
     fig = Figure(figsize=(inches * n + label_inches, (inches + 0.1) * len(rows)), layout="constrained")
@@ -184,9 +237,20 @@ def image_rows(
 
 @_styled
 def reconstructions(x: Tensor, x_hat: Tensor, n: int = 10, *, title: str | None = None, shape=None) -> Figure:
-    """Inputs (top row) above their reconstructions (bottom row)."""
-    n = min(_checks.count("n", n), len(x), len(x_hat))
-    pair = torch.cat([torch.as_tensor(x[:n]).reshape(n, -1).cpu(), torch.as_tensor(x_hat[:n]).reshape(n, -1).cpu()])
+    """Inputs (top row) above their reconstructions (bottom row): the first ``n`` of each, (N, P) or (N, H, W)."""
+    n = _checks.count("n", n)
+    x, x_hat = _checks.tensor("x", x), _checks.tensor("x_hat", x_hat)
+    for name, images in (("x", x), ("x_hat", x_hat)):
+        if images.dim() < 2 or len(images) == 0:
+            raise VaelibError(f"{name} must be a batch of images (N, P) with N >= 1, got shape {tuple(images.shape)}")
+    n = min(n, len(x), len(x_hat))
+    x, x_hat = x[:n].reshape(n, -1).cpu(), x_hat[:n].reshape(n, -1).cpu()
+    if x.shape[1] != x_hat.shape[1]:
+        raise VaelibError(
+            f"x and x_hat must hold images of one size, got {x.shape[1]} and {x_hat.shape[1]} values per image; "
+            "pass each input's reconstruction"
+        )
+    pair = torch.cat([x, x_hat])
     fig = Figure(figsize=(0.7 * n, 1.6 + (0.3 if title else 0)), layout="constrained")
     _show(fig.add_subplot(), tile(pair, n, shape=shape), title or "input (top) and reconstruction (bottom)")
     return fig
@@ -196,14 +260,33 @@ def reconstructions(x: Tensor, x_hat: Tensor, n: int = 10, *, title: str | None 
 def latent_scatter(
     z: Tensor, labels: Tensor | None = None, *, title: str | None = None, max_points: int = 5000
 ) -> Figure:
-    """Codes z (N, 2) as points, coloured by label when given (first two dims if D > 2)."""
-    z = torch.as_tensor(z)[:max_points].detach().cpu().numpy()
+    """Codes z (N, 2) as points, coloured by label when given (first two dims if D > 2).
+
+    ``labels``: one number per code; ``max_points``: how many of the first codes to draw (None: all).
+    """
+    z = _checks.tensor("z", z)
+    if z.dim() != 2 or z.shape[1] < 2 or z.shape[0] == 0:
+        raise VaelibError(
+            f"z must be codes of shape (N, D) with N >= 1 and D >= 2 (the first two are drawn), got {tuple(z.shape)}"
+        )
+    if max_points is not None:
+        max_points = _checks.count("max_points", max_points)
+    if labels is not None:
+        try:
+            labels = torch.as_tensor(labels)
+        except (TypeError, ValueError, RuntimeError):
+            raise VaelibError(f"labels must be numbers (class indices), one per code, got {labels!r}") from None
+        if labels.shape != z.shape[:1]:
+            raise VaelibError(
+                f"labels must hold one number per code: got shape {tuple(labels.shape)} for {len(z)} codes"
+            )
+    z = z[:max_points].detach().cpu().numpy()
     fig = Figure(figsize=(5.2, 4.4), layout="constrained")
     ax = fig.add_subplot()
     if labels is None:
         ax.scatter(z[:, 0], z[:, 1], s=2, alpha=0.5)
     else:
-        labels = torch.as_tensor(labels)[:max_points].cpu().numpy()
+        labels = labels[:max_points].cpu().numpy()
         points = ax.scatter(z[:, 0], z[:, 1], c=labels, s=2, alpha=0.6, cmap="tab10", vmin=-0.5, vmax=9.5)
         fig.colorbar(points, ax=ax, ticks=range(10), label="label")
     ax.set_xlabel("$z_1$")
@@ -215,6 +298,11 @@ def latent_scatter(
 @_styled
 def manifold(grid: Tensor, *, title: str | None = None, shape=None) -> Figure:
     """The decoded 2-D latent grid from :func:`vaelib.latent_grid`, (n, n, P)."""
+    grid = _checks.tensor("grid", grid)
+    if grid.dim() < 3 or grid.shape[0] != grid.shape[1] or grid.shape[0] == 0:
+        raise VaelibError(
+            f"grid must be the (n, n, P) output of vl.latent_grid (n rows of n images), got shape {tuple(grid.shape)}"
+        )
     n = grid.shape[0]
     fig = Figure(figsize=(6, 6), layout="constrained")
     _show(fig.add_subplot(), tile(grid.reshape(n * n, -1), n, shape=shape, pad=0), title or "decoded latent grid")
@@ -225,9 +313,20 @@ def manifold(grid: Tensor, *, title: str | None = None, shape=None) -> Figure:
 def training_curves(
     history: Sequence[dict], keys: Sequence[str] = ("elbo", "reconstruction", "kl"), *, title: str | None = None
 ) -> Figure:
-    """One panel per quantity in ``keys``: its train and test values per epoch (nats)."""
-    if not history:
+    """One panel per quantity in ``keys`` (a name or a sequence of them): its train and test values per epoch
+    (nats).  ``history``: the list of per-epoch dicts that :func:`vaelib.fit` returns."""
+    if isinstance(history, Sequence) and not isinstance(history, (str, bytes)) and not history:
         raise VaelibError("the history is empty: train for at least one epoch")
+    _history("history", history)
+    keys = (keys,) if isinstance(keys, str) else tuple(keys)  # one name is one panel, not one per letter
+    if not keys:
+        raise VaelibError("keys must name at least one quantity to draw, e.g. keys=('elbo',)")
+    # a key that the history lacks draws an empty panel (an autoencoder records no kl); none at all, a blank figure
+    if not any(f"{split}_{key}" in h for h in history for split in ("train", "test") for key in keys):
+        raise VaelibError(
+            f"the history has none of the quantities {list(keys)} (as train_<key> or test_<key>); its keys are "
+            f"{sorted(history[0])}: name quantities that it records"
+        )
     fig = Figure(figsize=(4 * len(keys), 3.2), layout="constrained")
     axes = fig.subplots(1, len(keys), squeeze=False)[0]
     for ax, key in zip(axes, keys):
@@ -265,8 +364,18 @@ def compare_runs(
     the first run.  ``show_lr`` adds a lower panel with each run's learning
     rate (log scale), so the steps of a schedule line up with the curve above.
     """
-    if not histories:
+    if not isinstance(histories, Mapping) or not histories:
         raise VaelibError("no histories to compare: pass a dict of run name -> history")
+    _references(references)
+    for label, history in histories.items():
+        if isinstance(history, Sequence) and not isinstance(history, (str, bytes)) and not history:
+            raise VaelibError(f"the history of {label!r} is empty: train for at least one epoch")
+        _history(f"the history of {label!r}", history)
+        if show_lr and any("lr" not in h for h in history):
+            raise VaelibError(
+                f"the history of {label!r} has entries without 'lr'; pass show_lr=False to leave out the "
+                "learning-rate panel"
+            )
     fig = Figure(figsize=(6.4, 5.0 if show_lr else 3.4), layout="constrained")
     if show_lr:
         ax, ax_lr = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
@@ -312,13 +421,24 @@ def seed_spread(
     ``values`` maps a setting's name to its per-seed values; ``references``
     draws a dashed vertical line per label and value (a published number).
     """
-    if not values or any(len(v) == 0 for v in values.values()):
+    if not isinstance(values, Mapping) or not values:
         raise VaelibError("seed_spread needs at least one setting, each with at least one value")
+    _references(references)
+    arrays = {}
+    for name, v in values.items():
+        try:
+            arrays[name] = np.asarray(v, dtype=float)
+        except (TypeError, ValueError):
+            raise VaelibError(f"the values of {name!r} must be numbers, one per seed, got {v!r}") from None
+        if arrays[name].ndim != 1 or arrays[name].size == 0:
+            raise VaelibError(
+                f"seed_spread needs at least one setting, each with at least one value; {name!r} has {v!r}"
+            )
     names = list(values)
     fig = Figure(figsize=(6.4, 0.45 * len(names) + 1.3), layout="constrained")
     ax = fig.subplots()
     for row, name in enumerate(names):
-        v = np.asarray(values[name], dtype=float)
+        v = arrays[name]
         ax.plot(v, np.full(len(v), row), "o", ms=5, alpha=0.7, color="C0", label="one seed" if row == 0 else None)
         ax.plot([v.mean()] * 2, [row - 0.3, row + 0.3], "-", lw=2.5, color="k", label="mean" if row == 0 else None)
     for j, (label, value) in enumerate((references or {}).items()):

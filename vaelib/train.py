@@ -69,22 +69,17 @@ class TrainConfig:
     eval_k: int = 1  #: with k > 1, also record the test NLL estimate -L_k at each evaluation
 
     choices: ClassVar[dict[str, tuple[str, ...]]] = {"lr_schedule": LR_SCHEDULES, "pixels": PIXELS}
+    minimums: ClassVar[dict[str, int]] = {  # other int fields (warmup_epochs, seed): >= 0
+        name: 1 for name in ("epochs", "batch_size", "k", "eval_batch_size", "eval_every", "eval_k")
+    }
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size", "k", "eval_batch_size", "eval_every", "eval_k"):
-            object.__setattr__(self, name, _checks.count(name, getattr(self, name)))
-        for name in ("warmup_epochs", "seed"):
-            object.__setattr__(self, name, _checks.count(name, getattr(self, name), minimum=0))
-        object.__setattr__(self, "lr", _checks.number("lr", self.lr, positive=True))
-        object.__setattr__(self, "adam_eps", _checks.number("adam_eps", self.adam_eps, positive=True))
-        object.__setattr__(self, "adam_beta1", _checks.number("adam_beta1", self.adam_beta1, minimum=0.0))
-        if self.adam_beta1 >= 1:
+        _checks.config_fields(self)  # each field by its type, as the model configs are checked
+        _checks.number("lr", self.lr, positive=True)
+        _checks.number("adam_eps", self.adam_eps, positive=True)
+        _checks.number("beta", self.beta, minimum=0.0)
+        if not 0 <= self.adam_beta1 < 1:
             raise VaelibError(f"adam_beta1 must be in [0, 1), got {self.adam_beta1}")
-        if not isinstance(self.init_output_bias, bool):
-            raise VaelibError(f"init_output_bias must be True or False, got {self.init_output_bias!r}")
-        object.__setattr__(self, "beta", _checks.number("beta", self.beta, minimum=0.0))
-        for name, allowed in self.choices.items():
-            _checks.choice(name, getattr(self, name), allowed)
         if self.k > 1 and self.beta != 1.0:
             raise VaelibError("the importance-weighted bound (k > 1) has no KL weight; use beta=1 with k > 1")
         if self.k > 1 and self.warmup_epochs > 0:
@@ -180,7 +175,11 @@ def train_epoch(
         optimizer.step()
         for name, value in terms.items():
             totals[name] = totals.get(name, 0.0) + value.detach().float().sum()
-    return {name: (total / len(x)).item() for name, total in totals.items()}  # one sync
+    means = {name: (t / len(x)).item() for name, t in totals.items()}  # one sync
+    if not math.isfinite(means["objective"]):  # then the weights are not finite either
+        raise VaelibError("the training loss became non-finite; lower lr or check the "
+                          "data, and reload the weights (vl.fit puts them back itself)")
+    return means
 
 
 # fmt: on
@@ -215,7 +214,7 @@ def _check_epoch(model, x, optimizer, batch_size, k, pixels, y, generator, check
 
 
 def _model_device(model: nn.Module) -> torch.device:
-    ref = _checks.reference(model)
+    ref = _checks.weights(model)
     if ref is None:
         raise VaelibError(f"{type(model).__name__} has no parameters or buffers to place data next to")
     return ref.device
@@ -314,6 +313,8 @@ def fit(
     weights back to the last finite epoch's (from the checkpoint, else from a copy kept in memory).  The model
     is left in eval mode, on ``config.device``, whether fit returns or raises.
     """
+    if not isinstance(config, TrainConfig):
+        raise VaelibError(f"config must be a vl.TrainConfig, e.g. vl.TrainConfig(epochs=10); got {config!r}")
     time_limit = None if time_limit is None else _checks.number("time_limit", time_limit, minimum=0.0)
     device = resolve_device(config.device)
     path = None if checkpoint is None else writable_path(checkpoint)
@@ -359,11 +360,14 @@ def _epoch(model, optimizer, generator, config: TrainConfig, epoch: int, train, 
     beta, lr = kl_warmup(epoch, config.warmup_epochs, config.beta), learning_rate(epoch, config)
     for group in optimizer.param_groups:
         group["lr"] = lr
-    means = train_epoch(
-        model, train[0], optimizer, batch_size=config.batch_size, beta=beta, k=config.k, pixels=config.pixels,
-        y=train[1], generator=generator, amp=config.amp, check=False,
-    )  # fmt: skip
-    if not math.isfinite(means["objective"]):
+    try:
+        means = train_epoch(
+            model, train[0], optimizer, batch_size=config.batch_size, beta=beta, k=config.k, pixels=config.pixels,
+            y=train[1], generator=generator, amp=config.amp, check=False,
+        )  # fmt: skip
+    except VaelibError:  # a refusal (weights untouched), or a non-finite loss that took the weights with it
+        if all(bool(p.isfinite().all()) for p in model.parameters()):
+            raise
         if last_finite is None:  # the checkpoint holds the last finite epoch
             restore_weights(model, load_checkpoint(path), path)
         else:
@@ -371,7 +375,7 @@ def _epoch(model, optimizer, generator, config: TrainConfig, epoch: int, train, 
         raise VaelibError(
             f"the training loss became non-finite in epoch {epoch + 1}; the model's weights were put back "
             f"to those after epoch {epoch} (the last finite ones). Lower lr (now {lr}) or check the data"
-        )
+        ) from None
     entry = {"epoch": epoch + 1, "beta": beta, "lr": lr, "train_loss": -means.pop("objective")}
     entry.update({f"train_{name}": value for name, value in means.items()})
     if test[0] is not None and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):

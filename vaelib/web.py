@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import _checks
 from ._version import __version__
 from .errors import VaelibError
 from .models import GAUSSIAN_LOGVAR_FLOOR, VAE
@@ -101,7 +102,7 @@ def export_web(
         raise VaelibError(f"name must be letters, digits, '.', '_' or '-' (a file name without a suffix), got {name!r}")
     if not isinstance(half, bool) or not isinstance(decoder_only, bool):
         raise VaelibError(f"half and decoder_only must be True or False, got {half!r} and {decoder_only!r}")
-    out = Path(out_dir)
+    out = _checks.path("out_dir", out_dir)
     if out.exists() and not out.is_dir():
         raise VaelibError(f"out_dir {out} is a file; name a directory for {name}.json and {name}.bin")
 
