@@ -1086,6 +1086,14 @@ def test_the_elbo_helpers_refuse_what_has_no_answer():
         with pytest.raises(vl.VaelibError, match="beta must be"):
             vl.elbo.kl_warmup(0, 2, beta=beta)
     assert vl.elbo.kl_warmup(0, 2, beta=np.float32(0.5)) == 0.25
+    with pytest.raises(vl.VaelibError, match="k must be an integer >= 1, got 0"):
+        vl.elbo.log_weights(
+            vl.VAE(vl.VAEConfig(image_shape=(1, 4, 4), latent_dim=2)),
+            torch.zeros(1, 16),
+            torch.zeros(1, 2),
+            torch.zeros(1, 2),
+            0,
+        )
     with pytest.raises(vl.VaelibError, match=r"log_w holds no samples along dim=0 \(shape \(0, 4\)\)"):
         vl.elbo.log_mean_exp(torch.zeros(0, 4))
     with pytest.raises(vl.VaelibError, match="dim=5 is not a dimension of log_w"):
@@ -1129,3 +1137,10 @@ def test_the_explore_functions_refuse_inputs_that_do_not_fit(tiny_vae, binary_da
         vl.active_units(tiny_vae, x[:1])
     with pytest.raises(vl.VaelibError, match="threshold must be a finite number"):
         vl.active_units(tiny_vae, x, threshold=float("nan"))
+
+
+def test_a_checkpoint_below_a_file_names_the_file(tiny_vae, binary_data, tmp_path):
+    (tmp_path / "notes").write_text("a file")
+    config = vl.TrainConfig(epochs=1, device="cpu")
+    with pytest.raises(vl.CheckpointError, match=r"notes is a file, not a directory; choose a directory"):
+        vl.fit(tiny_vae, binary_data[0][:8], None, config, checkpoint=tmp_path / "notes" / "ck.pt", progress=False)

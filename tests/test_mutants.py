@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -387,3 +388,77 @@ def test_restore_weights_names_the_checkpoint_and_what_does_not_fit(tmp_path, ti
     state["model_state"] = {k: v[..., :1] for k, v in state["model_state"].items()}  # cut every tensor
     with pytest.raises(vaelib.checkpoint.CheckpointError, match=r"^run\.pt: weights do not fit the model: \S"):
         vaelib.checkpoint.restore_weights(vl.VAE(tiny_config), state, "run.pt")
+
+
+# ---------------------------------------------------------------- train.py: what fit does between epochs
+
+
+def test_the_schedule_reaches_the_optimizer(tiny_config, grey_data, tmp_path):
+    """The learning rate that the history reports is the one Adam used: it is in the saved optimizer state,
+    and a decaying schedule ends with other weights than a constant one."""
+    x_train = grey_data[0][:64]
+    weights = {}
+    for schedule in ("constant", "burda"):
+        config = vl.TrainConfig(epochs=8, batch_size=16, lr_schedule=schedule, device="cpu", seed=1)
+        model = vl.build_model(tiny_config, seed=1)
+        path = tmp_path / f"{schedule}.pt"
+        history = vl.fit(model, x_train, None, config, checkpoint=path, progress=False)
+        saved = vaelib.checkpoint.load_checkpoint(path)["optimizer"]["param_groups"][0]["lr"]
+        assert saved == history[-1]["lr"]
+        weights[schedule] = torch.cat([p.flatten() for p in model.parameters()])
+    assert history[-1]["lr"] < config.lr  # the burda schedule has decayed by the last epoch ...
+    assert not torch.equal(weights["constant"], weights["burda"])  # ... and the steps felt it
+
+
+def test_evaluation_follows_eval_every_from_the_first_epoch(tiny_config, grey_data):
+    config = vl.TrainConfig(epochs=7, batch_size=64, eval_every=3, device="cpu")
+    history = vl.fit(vl.VAE(tiny_config), grey_data[0][:64], grey_data[1][:32], config, progress=False)
+    assert [h["epoch"] for h in history if "test_elbo" in h] == [3, 6, 7]
+
+
+def test_the_history_scores_the_test_set_binarized_once_with_the_eval_stream(tiny_config, grey_data):
+    """Under dynamic binarization the test set is binarized once, by the run's "test_pixels" stream, and
+    scored with the "eval" stream's seed: the history's test ELBO is vl.evaluate's of the trained model."""
+    from vaelib import streams
+
+    x_train, x_test = grey_data[0][:64], grey_data[1][:40]
+    config = vl.TrainConfig(epochs=1, batch_size=32, pixels="dynamic", device="cpu", seed=3)
+    model = vl.VAE(tiny_config)
+    history = vl.fit(model, x_train, x_test, config, progress=False)
+    binary = vl.binarize(x_test, streams.generator(3, "test_pixels"))
+    expected = vl.evaluate(model, binary, seed=3 + streams.STREAMS["eval"])
+    assert history[-1]["test_elbo"] == pytest.approx(expected["elbo"], abs=1e-5)
+
+
+def test_a_checkpoint_without_an_optimizer_state_is_not_resumed(tiny_config, grey_data, tmp_path):
+    config = vl.TrainConfig(epochs=1, batch_size=64, device="cpu")
+    path = tmp_path / "run.pt"
+    vl.fit(vl.VAE(tiny_config), grey_data[0][:64], None, config, checkpoint=path, progress=False)
+    state = vaelib.checkpoint.load_checkpoint(path)
+    del state["optimizer"]  # a model and its train_config, but no optimizer state
+    vaelib.checkpoint.save_checkpoint(path, vl.VAE(tiny_config), **{k: v for k, v in state.items() if k in KEEP})
+    with pytest.raises(vl.CheckpointError, match="holds a model but no training state to resume"):
+        vl.fit(vl.VAE(tiny_config), grey_data[0][:64], None, replace(config, epochs=2), checkpoint=path)
+
+
+def test_a_checkpoint_from_a_newer_vaelib_names_the_fields_it_lacks(tiny_config, grey_data, tmp_path):
+    config = vl.TrainConfig(epochs=1, batch_size=64, device="cpu")
+    path = tmp_path / "run.pt"
+    vl.fit(vl.VAE(tiny_config), grey_data[0][:64], None, config, checkpoint=path, progress=False)
+    state = vaelib.checkpoint.load_checkpoint(path)
+    state["train_config"]["warp_drive"] = True
+    vaelib.checkpoint.save_checkpoint(path, vl.VAE(tiny_config), **{k: v for k, v in state.items() if k in KEEP})
+    with pytest.raises(vl.CheckpointError, match=r"has TrainConfig fields \['warp_drive'\] .*upgrade vaelib"):
+        vl.fit(vl.VAE(tiny_config), grey_data[0][:64], None, replace(config, epochs=2), checkpoint=path)
+
+
+KEEP = ("optimizer", "epoch", "history", "train_config", "rng_state", "rng_device")  # fit's run state
+
+
+@pytest.mark.parametrize("value, shown", [("", True), ("0", True), ("false", True), ("true", False), ("1", False)])
+def test_progress_bars_show_unless_ci_is_set(monkeypatch, value, shown):
+    from vaelib.train import progress_enabled
+
+    monkeypatch.setenv("CI", value)
+    assert progress_enabled(None) is shown
+    assert progress_enabled(False) is False and progress_enabled(True) is True

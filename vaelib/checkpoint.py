@@ -77,8 +77,10 @@ def writable_path(path: str | os.PathLike) -> Path:
         with tempfile.TemporaryFile(dir=path.parent):
             pass
     except OSError as err:
+        blocker = next((p for p in path.parents if p.is_file()), None)  # a file where a directory must be
+        why = f"{blocker} is a file, not a directory" if blocker else (err.strerror or str(err))
         raise CheckpointError(
-            f"cannot write the checkpoint {path}: {err.strerror or err}; choose a directory you can write to"
+            f"cannot write the checkpoint {path}: {why}; choose a directory you can write to"
         ) from err
     remove_stale_temporaries(path)
     return path

@@ -169,6 +169,7 @@ def log_weights(
     ``generator``.  ``x``: (B, P); ``mu``, ``logvar``: (B, D).  Returns
     ``(log_w, log_px_z)``, each (k, B), in nats.
     """
+    k = _checks.count("k", k)  # named as the caller knows it (reparameterize calls it n_samples)
     z = reparameterize(mu, logvar, k, eps=eps, generator=generator)  # (k, B, D)
     x_param = model.decode(z) if y is None else model.decode(z, y)  # (k, B, P)
     log_px_z = model.log_likelihood(x, x_param)  # (k, B)
