@@ -22,6 +22,6 @@ def mlp(dims: list[int], activation: str | None, final_activation: bool = False)
 
 
 def normalise_config(config) -> None:
-    """Check a model config's fields, each by its type (:func:`vaelib._checks.config_fields`), and store its
+    """Check a model config's fields, each by its type (``_checks.config_fields``), and store its
     sequences as tuples of ints."""
     _checks.config_fields(config)

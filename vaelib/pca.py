@@ -261,7 +261,7 @@ def random_orthonormal(
     D-dimensional subspaces (Haar measure; Mezzadri, 2007).  Knows nothing
     about any data: it is a neutral starting point, e.g. to initialise a
     linear autoencoder with ``d = Q`` and ``e = Q^T``.  ``dtype``: a floating-point one;
-    ``device``: one this machine has (:func:`vaelib.devices.resolve_device`), the CPU when None.
+    ``device``: one this machine has (:func:`vaelib.resolve_device`), the CPU when None.
     """
     P, D = _checks.count("P", P), _checks.count("D", D)
     if D > P:
