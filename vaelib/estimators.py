@@ -259,6 +259,14 @@ def integrand(name: str, a: float | Tensor = 0.0) -> Callable[[Tensor], Tensor]:
     return f
 
 
+def _centred(name: str, mu, logvar, a) -> tuple[Tensor, Tensor]:
+    """The closed forms' ``m = mu - a`` and ``s^2 = exp(logvar)``, their arguments checked."""
+    _check_name(name)
+    mu, logvar = _tensor("mu", mu), _tensor("logvar", logvar)
+    _checks.broadcast(mu=mu, logvar=logvar, a=_tensor("a", a))
+    return mu - torch.as_tensor(a, dtype=mu.dtype, device=mu.device), torch.exp(logvar)
+
+
 def gaussian_expectation(name: str, mu: Tensor, logvar: Tensor, a: float | Tensor = 0.0) -> Tensor:
     r"""``E_{z ~ N(mu, diag sigma^2)}[f(z)]`` in closed form for :func:`integrand` ``(name, a)``.
 
@@ -274,11 +282,7 @@ def gaussian_expectation(name: str, mu: Tensor, logvar: Tensor, a: float | Tenso
     :math:`\mathbb{E}[e^{iu}] = e^{im - s^2/2}`, :math:`u = z - a`).
     ``mu``, ``logvar``: (..., D); returns (...,), summed over D.  Differentiable.
     """
-    _check_name(name)
-    mu, logvar = _tensor("mu", mu), _tensor("logvar", logvar)
-    _checks.broadcast(mu=mu, logvar=logvar, a=_tensor("a", a))
-    m = mu - torch.as_tensor(a, dtype=mu.dtype, device=mu.device)
-    var = torch.exp(logvar)
+    m, var = _centred(name, mu, logvar, a)
     if name == "quadratic":
         per_dim = m.pow(2) + var
     elif name == "sin":
@@ -305,11 +309,7 @@ def gaussian_expectation_gradient(
 
     ``mu``, ``logvar``: (..., D); returns two (..., D) tensors.
     """
-    _check_name(name)
-    mu, logvar = _tensor("mu", mu), _tensor("logvar", logvar)
-    _checks.broadcast(mu=mu, logvar=logvar, a=_tensor("a", a))
-    m = mu - torch.as_tensor(a, dtype=mu.dtype, device=mu.device)
-    var = torch.exp(logvar)
+    m, var = _centred(name, mu, logvar, a)
     if name == "quadratic":
         return 2.0 * m, var.expand_as(m).clone()
     if name == "sin":

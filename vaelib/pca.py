@@ -127,11 +127,7 @@ def pca_encode(x: Tensor, mean: Tensor, U: Tensor) -> Tensor:
     """
     mean, U = _basis(mean, U)
     x = _last("x", x, U.shape[0], "P values per example, as many as U has rows")
-    return _encode(*_common(x, mean, U))
-
-
-def _encode(x: Tensor, mean: Tensor, U: Tensor) -> Tensor:
-    """:func:`pca_encode` of checked operands."""
+    x, mean, U = _common(x, mean, U)
     return (x - mean) @ U
 
 
@@ -142,12 +138,13 @@ def pca_decode(z: Tensor, mean: Tensor, U: Tensor) -> Tensor:
     """
     mean, U = _basis(mean, U)
     z = _last("z", z, U.shape[1], "D values per code, as many as U has columns")
-    return _decode(*_common(z, mean, U))
-
-
-def _decode(z: Tensor, mean: Tensor, U: Tensor) -> Tensor:
-    """:func:`pca_decode` of checked operands."""
+    z, mean, U = _common(z, mean, U)
     return mean + z @ U.T
+
+
+def _project(x: Tensor, mean: Tensor, U: Tensor) -> Tensor:
+    """``mean + U U^T (x - mean)`` of checked operands: decode(encode(x))."""
+    return mean + ((x - mean) @ U) @ U.T
 
 
 def pca_reconstruct(x: Tensor, mean: Tensor, U: Tensor) -> Tensor:
@@ -158,7 +155,7 @@ def pca_reconstruct(x: Tensor, mean: Tensor, U: Tensor) -> Tensor:
     """
     mean, U = _basis(mean, U)
     x, mean, U = _common(_last("x", x, U.shape[0], "P values per example, as many as U has rows"), mean, U)
-    return _decode(_encode(x, mean, U), mean, U)
+    return _project(x, mean, U)
 
 
 def reconstruction_error(x: Tensor, x_hat: Tensor, reduce: bool = True) -> Tensor:
@@ -204,7 +201,7 @@ def pca_error_curve(x: Tensor, mean: Tensor, U: Tensor, dims: list[int] | tuple[
     dims = [_checks.count("each entry of dims", D) for D in dims]
     if len(dims) == 0 or max(dims) > U.shape[1]:
         raise VaelibError(f"dims must be non-empty and within 1..{U.shape[1]} (the columns of U), got {dims}")
-    return torch.stack([_reconstruction_error(x, _decode(_encode(x, mean, U[:, :D]), mean, U[:, :D])) for D in dims])
+    return torch.stack([_reconstruction_error(x, _project(x, mean, U[:, :D])) for D in dims])
 
 
 def principal_angles(A: Tensor, B: Tensor) -> Tensor:
