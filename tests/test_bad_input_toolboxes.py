@@ -440,6 +440,8 @@ def test_q_of_the_wrong_shape_is_refused(lg, lg_x, method):
         call(lg_x, torch.zeros(4, 2, dtype=torch.float64), good)
     with pytest.raises(vl.VaelibError, match=r"logvar must have shape \(5, 2\).* got \(0, 2\)"):
         call(lg_x, good, torch.zeros(0, 2, dtype=torch.float64))
+    with pytest.raises(vl.VaelibError, match=r"logvar must have shape \(5, 2\).* got \(3, 5, 2\)"):
+        call(lg_x, good, torch.zeros(3, 5, 2, dtype=torch.float64))  # broadcasts, but grows the batch
     with pytest.raises(vl.VaelibError, match="mu contains NaN or infinite values"):
         call(lg_x, torch.full((5, 2), NAN, dtype=torch.float64), good)
 

@@ -95,19 +95,25 @@ def config_fields(config) -> None:
         object.__setattr__(config, name, value)  # frozen dataclass: the documented way to normalise a field
 
 
-def tensor(name: str, value, *, floating: bool = False, dtype: torch.dtype | None = None) -> Tensor:
+def tensor(
+    name: str,
+    value,
+    *,
+    floating: bool = False,
+    dtype: torch.dtype | None = None,
+    what: str = "a tensor of numbers (or a list or numpy array of them)",
+) -> Tensor:
     """``value`` as a tensor: a list, a numpy array or a number is converted, a tensor returned as it is.
 
     With ``floating``, real numbers only: integers become ``dtype`` (the default float dtype when None), since
-    they cannot be sampled around or differentiated.  What holds no numbers is refused.
+    they cannot be sampled around or differentiated.  What holds no numbers is refused, with a message that
+    says ``name`` must be ``what``.
     """
     if not isinstance(value, Tensor):
         try:
             value = torch.as_tensor(value)
         except (TypeError, ValueError, RuntimeError):
-            raise VaelibError(
-                f"{name} must be a tensor of numbers (or a list or numpy array of them), got {type(value).__name__}"
-            ) from None
+            raise VaelibError(f"{name} must be {what}, got {type(value).__name__}") from None
     if not floating or value.is_floating_point():
         return value
     if value.is_complex():
@@ -115,8 +121,18 @@ def tensor(name: str, value, *, floating: bool = False, dtype: torch.dtype | Non
     return value.to(dtype or torch.get_default_dtype())
 
 
-def broadcast(advice: str = "give them one shape", **named: Tensor) -> None:
-    """Refuse tensors whose shapes do not broadcast against each other, naming them and their shapes."""
+def broadcast(advice: str = "give them one shape", *, target: tuple[int, ...] | None = None, **named: Tensor) -> None:
+    """Refuse tensors whose shapes do not broadcast against each other, naming them and their shapes; with a
+    ``target`` shape, refuse any whose shape does not broadcast *to* it (expanding, never growing it)."""
+    if target is not None:
+        for name, t in named.items():
+            try:
+                fits = torch.broadcast_shapes(t.shape, target) == torch.Size(target)
+            except RuntimeError:
+                fits = False
+            if not fits:
+                raise VaelibError(f"{name} must have shape {tuple(target)}{advice}, got {tuple(t.shape)}")
+        return
     try:
         torch.broadcast_shapes(*(t.shape for t in named.values()))
     except RuntimeError:
@@ -245,12 +261,7 @@ def inputs(model, x, *, values: bool = True, binarizing: bool = False, same_devi
 def as_labels(y) -> Tensor:
     """``y`` as a tensor (a list, a numpy array or an int is converted); its dtype and shape are checked by
     :func:`labels`."""
-    if isinstance(y, Tensor):
-        return y
-    try:
-        return torch.as_tensor(y)
-    except (TypeError, ValueError, RuntimeError):
-        raise VaelibError(f"y must be integer class labels (a tensor, a list or an int), got {y!r}") from None
+    return tensor("y", y, what="integer class labels (a tensor, a list or an int)")
 
 
 def labels(y, n: int, num_classes: int, *, values: bool = True) -> Tensor | None:

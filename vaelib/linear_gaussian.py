@@ -154,15 +154,8 @@ class LinearGaussian(nn.Module):
         # logvar keeps its floating dtype: exp() of float32 values, then promoted, as before these checks
         for name, v, cast in (("mu", mu, True), ("logvar", logvar, False)):
             v = self._codes(name, v, cast=cast)
-            try:
-                fits = torch.broadcast_shapes(v.shape, target) == target
-            except RuntimeError:
-                fits = False
-            if not fits:
-                raise VaelibError(
-                    f"{name} must have shape {target}: one row of {self.latent_dim} values per row of x "
-                    f"{tuple(x.shape)}, got {tuple(v.shape)}"
-                )
+            advice = f": one row of {self.latent_dim} values per row of x {tuple(x.shape)}"
+            _checks.broadcast(advice, target=target, **{name: v})
             out.append(_checks.finite(name, v))
         return out[0], out[1]
 
