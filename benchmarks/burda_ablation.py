@@ -30,6 +30,7 @@ never a mix of two scores.
     python benchmarks/burda_ablation.py status
     python benchmarks/burda_ablation.py report     # -> vaelib/results/burda_ablation.json
     python benchmarks/burda_ablation.py check-k [RUN ...]  # -> results/burda_ablation_check_k.json
+    python benchmarks/burda_ablation.py rescore RUN ...    # a waiting score again, after a change of the code
 
 A worker takes the next run that no other worker holds, one thread each,
 with a resumable checkpoint under ``runs/ablation/<run>/``; rerun it to go
@@ -169,6 +170,13 @@ def train_one(run: str, setting: str, seed: int, data, deadline: float) -> bool:
         raise SystemExit(f"{final} has no matching record in {RESULTS}; remove it to train {run} again")
     if time.monotonic() > deadline:
         return False
+    _write_pending(run, _score(model, data, record))
+    return True
+
+
+def _score(model, data, record: dict) -> dict:
+    """``record`` with the scores of ``model``: -L_NLL_K of the test and validation images and the test ELBO.
+    A score of these weights with another k stays in the record, suffixed with its k."""
     started = time.perf_counter()
     model.eval()
     with torch.no_grad():
@@ -177,7 +185,7 @@ def train_one(run: str, setting: str, seed: int, data, deadline: float) -> bool:
             "valid_nll": _nll(model, data["valid"], NLL_K),
             **{f"test_{key}": value for key, value in vl.evaluate(model, data["test"], seed=SCORE_SEED).items()},
         }
-    if "nll_k" in record:  # the earlier score of these weights, kept beside the new one
+    if record.get("nll_k", NLL_K) != NLL_K:  # the earlier score of these weights, kept beside the new one
         record |= {f"{key}_{record['nll_k']}": record[key] for key in ("test_nll", "valid_nll")}
     record |= {
         "test_nll": scores["test_nll"],
@@ -190,11 +198,35 @@ def train_one(run: str, setting: str, seed: int, data, deadline: float) -> bool:
         "eval_seconds": round(time.perf_counter() - started, 1),
         "score_machine": describe(),
     }
+    return record
+
+
+def _write_pending(run: str, record: dict) -> None:
     pending = RUNS / run / "result.json"
     tmp = pending.with_suffix(".part")
     tmp.write_text(json.dumps(record, indent=1) + "\n")
     tmp.replace(pending)  # atomic: a result file is whole or absent
-    return True
+
+
+def rescore(names: list[str]) -> int:
+    """Score again, with the current code, runs whose new score waits and whose final weights are on disk:
+    after a change in how a score is computed, so that every run is scored alike."""
+    torch.set_num_threads(1)  # beside the workers, one core each
+    data = _data()
+    settings = {name: (setting, seed) for name, setting, seed in runs()}
+    for name in names:
+        pending, final = RUNS / name / "result.json", RUNS / name / "final.pt"
+        if name not in settings or not (pending.exists() and final.exists()):
+            print(f"{name}: no waiting score with final weights beside it; nothing to score again", file=sys.stderr)
+            return 1
+        record = json.loads(pending.read_text())
+        if record["train_config"] != asdict(config(*settings[name])):
+            raise SystemExit(f"{pending} is not the record of {name}'s settings")
+        model = vl.build_model(vl.burda.config())
+        model.load_state_dict(torch.load(final, weights_only=True))
+        _write_pending(name, _score(model, data, record))
+        print(f"{name} scored again: test NLL {record['test_nll']:.3f}", flush=True)
+    return 0
 
 
 def _promote() -> bool:
@@ -419,11 +451,15 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--time-limit", type=float, default=None, help="seconds in this sitting")
     sub.add_parser("status")
     sub.add_parser("report")
+    s = sub.add_parser("rescore", help="score again runs whose new score waits and whose final weights are kept")
+    s.add_argument("runs", nargs="+", help="ablation runs, such as baseline-s0")
     c = sub.add_parser("check-k", help="L_1000 against L_5000 on the shipped models and finished runs")
     c.add_argument("runs", nargs="*", help="ablation runs to include (default: every one with final weights)")
     args = parser.parse_args(argv)
     if args.action == "run":
         return run(args.time_limit)
+    if args.action == "rescore":
+        return rescore(args.runs)
     if args.action == "check-k":
         return check_k(args.runs)
     return {"status": status, "report": report}[args.action]()

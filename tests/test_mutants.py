@@ -76,24 +76,37 @@ def test_k_samples_decoded_in_chunks_need_only_their_log_weights(monkeypatch, ti
         vl.iwae_bound(model, x, 5, chunk_size=2)
 
 
-def test_iwae_bound_decodes_k_samples_in_chunks_of_chunk_size(tiny_vae, x):
+def decoded_chunks(model, x, k, **kwargs) -> list[int]:
+    """The number of samples in each chunk that ``iwae_bound`` decodes."""
     sizes = []
-    decode = tiny_vae.decode
+    decode = model.decode
 
     def recording(z, *args):
         sizes.append(z.shape[0])  # z: (chunk, B, D)
         return decode(z, *args)
 
-    tiny_vae.decode = recording
-    vl.iwae_bound(tiny_vae, x, 5, chunk_size=2)
-    assert sizes == [2, 2, 1]
+    model.decode = recording
+    vl.iwae_bound(model, x, k, **kwargs)
+    return sizes
 
 
-def test_the_default_chunk_holds_about_2_to_the_24_decoder_outputs():
-    assert _default_chunk(5000, 100, 784) == 2**24 // (100 * 784) == 213  # the test protocol on MNIST
-    assert _default_chunk(2**24, 1, 1) == 2**24  # one value per sample: all of them at once
-    assert _default_chunk(7, 2, 16) == 7  # never more than k
-    assert _default_chunk(7, 2**25, 1) == 1  # at least one sample per chunk
+def test_iwae_bound_decodes_k_samples_in_chunks_of_chunk_size(tiny_vae, x):
+    assert decoded_chunks(tiny_vae, x, 5, chunk_size=2) == [2, 2, 1]
+
+
+@pytest.mark.parametrize(("device", "floats"), [("cpu", 2**19), ("cuda", 2**24), ("meta", 2**24)])
+def test_the_default_chunk_holds_2_to_the_19_outputs_on_a_cpu_and_2_to_the_24_elsewhere(device, floats):
+    device = torch.device(device)
+    protocol = floats // (100 * 784)  # the test protocol on MNIST: batches of 100 images, k = 5000
+    assert _default_chunk(5000, 100, 784, device) == protocol == {2**19: 6, 2**24: 213}[floats]
+    assert _default_chunk(floats, 1, 1, device) == floats  # one value per sample: all of them at once
+    assert _default_chunk(7, 2, 16, device) == 7  # never more than k
+    assert _default_chunk(7, 2 * floats, 1, device) == 1  # at least one sample per chunk
+
+
+def test_iwae_bound_decodes_in_chunks_of_the_default_size_for_the_inputs_device(tiny_vae, x):
+    chunk = 2**19 // x.numel()  # on the CPU: about 2**19 decoder outputs, x is (B, P)
+    assert decoded_chunks(tiny_vae, x, 3 * chunk + 1) == [chunk, chunk, chunk, 1]
 
 
 # ---------------------------------------------------------------- the arguments of objective and iwae_bound

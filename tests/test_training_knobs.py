@@ -250,6 +250,39 @@ def test_ablation_rescores_kept_weights_and_replaces_the_results_together(monkey
         ablation.train_one("baseline-s0", "bias", 0, data, deadline=math.inf)  # weights of another setting
 
 
+def test_rescore_scores_a_waiting_result_again_with_the_current_code(monkeypatch, tmp_path):
+    """After a change in how a score is computed, `rescore` recomputes a waiting score from the kept weights
+    and keeps the rest of the record; it refuses a run with no weights beside its score."""
+    monkeypatch.setattr(ablation, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(ablation, "NLL_K", 3)
+    monkeypatch.setattr(ablation, "describe", lambda: "a test")
+    pixels = torch.Generator().manual_seed(6)
+    data = {"test": vl.binarize(torch.rand(12, 784, generator=pixels)), "valid": torch.zeros(4, 784)}
+    monkeypatch.setattr(ablation, "_data", lambda: data)
+    model = vl.build_model(vl.burda.config(), seed=3)
+    (ablation.RUNS / "bias-s1").mkdir(parents=True)
+    torch.save(model.state_dict(), ablation.RUNS / "bias-s1" / "final.pt")
+    stale = {"run": "bias-s1", "train_config": asdict(ablation.config("bias", 1)), "history": [{"epoch": 1}],
+             "test_nll": 1.0, "valid_nll": 2.0, "nll_k": 3}  # fmt: skip
+    (ablation.RUNS / "bias-s1" / "result.json").write_text(json.dumps(stale))
+
+    assert ablation.main(["rescore", "bias-s1"]) == 0
+    record = json.loads((ablation.RUNS / "bias-s1" / "result.json").read_text())
+    with torch.no_grad():
+        l_3 = vl.log_marginal_likelihood(model.eval(), data["test"], 3, generator=streams.generator(0, "nll"))
+    assert record["test_nll"] == pytest.approx(-l_3.mean().item())
+    assert record["history"] == [{"epoch": 1}] and record["nll_k"] == 3 and "test_nll_3" not in record
+    assert not (ablation.RUNS / "bias-s1" / "result.part").exists()  # written whole, then moved
+
+    (ablation.RUNS / "bias-s1" / "final.pt").unlink()
+    assert ablation.main(["rescore", "bias-s1"]) == 1  # no weights: nothing to score again
+    (ablation.RUNS / "eps-s1").mkdir()
+    torch.save(model.state_dict(), ablation.RUNS / "eps-s1" / "final.pt")
+    (ablation.RUNS / "eps-s1" / "result.json").write_text(json.dumps(stale))  # the record of another setting
+    with pytest.raises(SystemExit, match="eps-s1"):
+        ablation.main(["rescore", "eps-s1"])
+
+
 def test_the_shipped_ablation_summary_is_the_report_of_the_committed_runs():
     """vl.burda.ablation() (what chapter 5 reads) is `burda_ablation.py report` of the per-run results in
     benchmarks/results/burda_ablation/, and each of those is a whole record of a finished run."""
