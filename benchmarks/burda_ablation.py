@@ -34,8 +34,11 @@ never a mix of two scores.
 
 A worker takes the next run that no other worker holds, one thread each,
 with a resumable checkpoint under ``runs/ablation/<run>/``; rerun it to go
-on.  A finished run keeps its weights (``final.pt``, not committed), writes
-its record (configs, history and scores) and removes its checkpoint.
+on.  A finished run keeps its weights (``final.pt``) and their record
+(``trained.json``: configs and history) side by side, removes its checkpoint
+and is scored; its record with the scores is ``result.json``.  Across
+sessions, commit what a run has on disk (``git add -f``); delete the weights
+once the results are promoted.
 """
 
 from __future__ import annotations
@@ -125,17 +128,20 @@ def _scored(run: str) -> bool:
 
 
 def train_one(run: str, setting: str, seed: int, data, deadline: float) -> bool:
-    """Train (or resume) one run until it finishes or the deadline passes, then score it.  A run whose final
-    weights are on disk is scored again without training; its earlier scores stay in the record, suffixed
-    with their k."""
+    """Train (or resume) one run until it finishes or the deadline passes, then score it.  A finished run
+    keeps its weights (``final.pt``) and their record (``trained.json``, configs and history) side by side
+    until it is scored, so a run whose weights are on disk is only scored; the scores of those weights with
+    another k stay in the record, suffixed with their k."""
     if _scored(run):
         return True
-    final, earlier = RUNS / run / "final.pt", RESULTS / f"{run}.json"
+    final, trained = RUNS / run / "final.pt", RUNS / run / "trained.json"
     cfg = config(setting, seed)
     model = vl.build_model(vl.burda.config(), seed=seed)
     if final.exists():  # trained already (on this disk): only the score is missing
+        if not trained.exists():
+            raise SystemExit(f"{final} has no record beside it ({trained.name}); remove it to train {run} again")
         model.load_state_dict(torch.load(final, weights_only=True))
-        record = json.loads(earlier.read_text()) if earlier.exists() else None
+        record = json.loads(trained.read_text())
     else:
         left = deadline - time.monotonic()
         if left <= 0:
@@ -146,13 +152,11 @@ def train_one(run: str, setting: str, seed: int, data, deadline: float) -> bool:
             data["test_grey"],
             cfg,
             checkpoint=RUNS / run / "checkpoint.pt",
-            time_limit=left,
+            time_limit=None if math.isinf(left) else left,  # fit takes a finite limit, or none
             progress=False,
         )
         if history[-1]["epoch"] < cfg.epochs:
             return False
-        torch.save(model.state_dict(), final)  # before scoring: an interrupted score does not cost the training
-        (RUNS / run / "checkpoint.pt").unlink(missing_ok=True)
         record = {
             "run": run,
             "setting": setting,
@@ -166,11 +170,17 @@ def train_one(run: str, setting: str, seed: int, data, deadline: float) -> bool:
             "vaelib_version": vl.__version__,
             "history": history,
         }
-    if record is None or record["train_config"] != asdict(cfg):
-        raise SystemExit(f"{final} has no matching record in {RESULTS}; remove it to train {run} again")
+        # Before scoring, so that an interrupted score costs no training: the record, then the weights (each
+        # whole or absent), then the checkpoint goes; cut short before the weights, the run resumes at its end.
+        _write_json(trained, record)
+        torch.save(model.state_dict(), final.with_suffix(".part"))
+        final.with_suffix(".part").replace(final)
+        (RUNS / run / "checkpoint.pt").unlink(missing_ok=True)
+    if record["train_config"] != asdict(cfg):
+        raise SystemExit(f"{trained} is the record of other settings than {run}'s; remove it and {final.name}")
     if time.monotonic() > deadline:
         return False
-    _write_pending(run, _score(model, data, record))
+    _write_json(RUNS / run / "result.json", _score(model, data, record))
     return True
 
 
@@ -201,11 +211,10 @@ def _score(model, data, record: dict) -> dict:
     return record
 
 
-def _write_pending(run: str, record: dict) -> None:
-    pending = RUNS / run / "result.json"
-    tmp = pending.with_suffix(".part")
+def _write_json(path: Path, record: dict) -> None:
+    tmp = path.with_suffix(".part")
     tmp.write_text(json.dumps(record, indent=1) + "\n")
-    tmp.replace(pending)  # atomic: a result file is whole or absent
+    tmp.replace(path)  # atomic: the file is whole or absent
 
 
 def rescore(names: list[str]) -> int:
@@ -224,7 +233,7 @@ def rescore(names: list[str]) -> int:
             raise SystemExit(f"{pending} is not the record of {name}'s settings")
         model = vl.build_model(vl.burda.config())
         model.load_state_dict(torch.load(final, weights_only=True))
-        _write_pending(name, _score(model, data, record))
+        _write_json(pending, _score(model, data, record))
         print(f"{name} scored again: test NLL {record['test_nll']:.3f}", flush=True)
     return 0
 

@@ -225,7 +225,8 @@ def test_ablation_rescores_kept_weights_and_replaces_the_results_together(monkey
         torch.save(models[name].state_dict(), ablation.RUNS / name / "final.pt")
         ablation.RESULTS.mkdir(exist_ok=True)
         record = {**earlier, "run": name, "train_config": asdict(ablation.config(setting, 0))}
-        (ablation.RESULTS / f"{name}.json").write_text(json.dumps(record))
+        (ablation.RUNS / name / "trained.json").write_text(json.dumps(record))  # the weights' own record
+        (ablation.RESULTS / f"{name}.json").write_text(json.dumps(record))  # committed, scored with L_1000
 
     assert ablation.train_one("baseline-s0", "baseline", 0, data, deadline=math.inf)
     pending = json.loads((ablation.RUNS / "baseline-s0" / "result.json").read_text())
@@ -246,8 +247,50 @@ def test_ablation_rescores_kept_weights_and_replaces_the_results_together(monkey
 
     (ablation.RUNS / "bias-s0" / "final.pt").rename(ablation.RUNS / "baseline-s0" / "final.pt")
     monkeypatch.setattr(ablation, "NLL_K", 4)
-    with pytest.raises(SystemExit, match="baseline-s0.*final.pt has no matching record"):
+    with pytest.raises(SystemExit, match="trained.json is the record of other settings than baseline-s0's"):
         ablation.train_one("baseline-s0", "bias", 0, data, deadline=math.inf)  # weights of another setting
+    (ablation.RUNS / "baseline-s0" / "trained.json").unlink()
+    with pytest.raises(SystemExit, match="final.pt has no record beside it.*remove it to train baseline-s0 again"):
+        ablation.train_one("baseline-s0", "baseline", 0, data, deadline=math.inf)  # weights without a record
+
+
+def test_a_run_interrupted_before_its_score_keeps_the_record_of_its_own_training(monkeypatch, tmp_path):
+    """The weights of a finished run and the record of that training are kept side by side before the score
+    is computed: a score interrupted, then computed in a later sitting, goes with its own history, never with
+    the committed record of an earlier run of the same name."""
+    monkeypatch.setattr(ablation, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(ablation, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(ablation, "BASE", replace(ablation.BASE, epochs=1, batch_size=20, eval_every=1))
+    monkeypatch.setattr(ablation, "NLL_K", 2)
+    monkeypatch.setattr(ablation, "describe", lambda: "a test")
+    pixels = torch.Generator().manual_seed(7)
+    grey = torch.rand(60, 784, generator=pixels)
+    data = {"train": grey[:40], "test_grey": grey[40:], "test": vl.binarize(grey[40:]), "valid": vl.binarize(grey[:4])}
+    ablation.RESULTS.mkdir()
+    (ablation.RESULTS / "eps-s0.json").write_text(json.dumps({"history": "an earlier run's", "nll_k": 1000}))
+    (ablation.RUNS / "eps-s0").mkdir(parents=True)
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(ablation, "_score", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            ablation.train_one("eps-s0", "eps", 0, data, deadline=math.inf)
+    run = ablation.RUNS / "eps-s0"
+    assert sorted(path.name for path in run.iterdir()) == ["final.pt", "trained.json"]  # no checkpoint left
+    trained = json.loads((run / "trained.json").read_text())
+    assert [h["epoch"] for h in trained["history"]] == [1] and trained["machine"] == "a test"
+
+    assert ablation.train_one("eps-s0", "eps", 0, data, deadline=math.inf)  # a later sitting: the score only
+    result = json.loads((run / "result.json").read_text())
+    assert result["history"] == trained["history"] and result["train_config"] == trained["train_config"]
+    assert result["nll_k"] == 2 and "test_nll_1000" not in result
+    model = vl.build_model(vl.burda.config())
+    model.load_state_dict(torch.load(run / "final.pt", weights_only=True))
+    with torch.no_grad():
+        l_2 = vl.log_marginal_likelihood(model.eval(), data["test"], 2, generator=streams.generator(0, "nll"))
+    assert result["test_nll"] == pytest.approx(-l_2.mean().item())
 
 
 def test_rescore_scores_a_waiting_result_again_with_the_current_code(monkeypatch, tmp_path):
