@@ -290,6 +290,8 @@ def status() -> int:
             state = load_checkpoint(RUNS / name / "checkpoint.pt")
             last = state["history"][-1]
             print(f"{name}: epoch {state['epoch']}/{EPOCHS}, train ELBO {last['train_elbo']:.2f}")
+        elif (RUNS / name / "final.pt").exists() and not (RUNS / name / "trained.json").exists():
+            print(f"{name}: weights without their record (trained.json): remove final.pt to train it again")
         elif (RUNS / name / "final.pt").exists():
             print(f"{name}: trained, to be scored with L_{NLL_K}")
         else:

@@ -326,6 +326,28 @@ def test_rescore_scores_a_waiting_result_again_with_the_current_code(monkeypatch
         ablation.main(["rescore", "eps-s1"])
 
 
+def test_ablation_status_says_where_each_run_stands(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(ablation, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(ablation, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(ablation, "SEEDS", (0,))
+    monkeypatch.setattr(ablation, "SETTINGS", {k: ablation.SETTINGS[k] for k in ("baseline", "bias", "eps", "beta1")})
+    for run in ("baseline-s0", "bias-s0", "eps-s0"):
+        (ablation.RUNS / run).mkdir(parents=True)
+    (ablation.RUNS / "baseline-s0" / "result.json").write_text(
+        json.dumps({"nll_k": ablation.NLL_K, "test_nll": 97.25, "valid_nll": 96.5})
+    )
+    for run in ("bias-s0", "eps-s0"):
+        (ablation.RUNS / run / "final.pt").write_bytes(b"")
+    (ablation.RUNS / "bias-s0" / "trained.json").write_text("{}")
+    assert ablation.main(["status"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "baseline-s0: waiting for the other runs, test NLL 97.25, valid NLL 96.50",
+        f"bias-s0: trained, to be scored with L_{ablation.NLL_K}",
+        "eps-s0: weights without their record (trained.json): remove final.pt to train it again",
+        "beta1-s0: to be trained",
+    ]
+
+
 def test_the_shipped_ablation_summary_is_the_report_of_the_committed_runs():
     """vl.burda.ablation() (what chapter 5 reads) is `burda_ablation.py report` of the per-run results in
     benchmarks/results/burda_ablation/, and each of those is a whole record of a finished run."""
