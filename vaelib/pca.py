@@ -127,7 +127,11 @@ def pca_encode(x: Tensor, mean: Tensor, U: Tensor) -> Tensor:
     """
     mean, U = _basis(mean, U)
     x = _last("x", x, U.shape[0], "P values per example, as many as U has rows")
-    x, mean, U = _common(x, mean, U)
+    return _encode(*_common(x, mean, U))
+
+
+def _encode(x: Tensor, mean: Tensor, U: Tensor) -> Tensor:
+    """:func:`pca_encode` of checked operands."""
     return (x - mean) @ U
 
 
@@ -138,13 +142,17 @@ def pca_decode(z: Tensor, mean: Tensor, U: Tensor) -> Tensor:
     """
     mean, U = _basis(mean, U)
     z = _last("z", z, U.shape[1], "D values per code, as many as U has columns")
-    z, mean, U = _common(z, mean, U)
+    return _decode(*_common(z, mean, U))
+
+
+def _decode(z: Tensor, mean: Tensor, U: Tensor) -> Tensor:
+    """:func:`pca_decode` of checked operands."""
     return mean + z @ U.T
 
 
 def _project(x: Tensor, mean: Tensor, U: Tensor) -> Tensor:
     """``mean + U U^T (x - mean)`` of checked operands: decode(encode(x))."""
-    return mean + ((x - mean) @ U) @ U.T
+    return _decode(_encode(x, mean, U), mean, U)
 
 
 def pca_reconstruct(x: Tensor, mean: Tensor, U: Tensor) -> Tensor:
