@@ -59,6 +59,7 @@ from machine import describe  # benchmarks/machine.py
 import vaelib as vl
 from vaelib import streams
 from vaelib.checkpoint import load_checkpoint
+from vaelib.cli import _write_json  # atomic: the file is whole, or the previous one stays
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "burda_ablation"
@@ -136,13 +137,12 @@ def train_one(run: str, setting: str, seed: int, data, deadline: float) -> bool:
         return True
     final, trained = RUNS / run / "final.pt", RUNS / run / "trained.json"
     cfg = config(setting, seed)
-    model = vl.build_model(vl.burda.config(), seed=seed)
     if final.exists():  # trained already (on this disk): only the score is missing
         if not trained.exists():
             raise SystemExit(f"{final} has no record beside it ({trained.name}); remove it to train {run} again")
-        model.load_state_dict(torch.load(final, weights_only=True))
-        record = json.loads(trained.read_text())
+        model, record = _kept(run, trained, setting, seed)
     else:
+        model = vl.build_model(vl.burda.config(), seed=seed)
         left = deadline - time.monotonic()
         if left <= 0:
             return False
@@ -176,12 +176,21 @@ def train_one(run: str, setting: str, seed: int, data, deadline: float) -> bool:
         torch.save(model.state_dict(), final.with_suffix(".part"))
         final.with_suffix(".part").replace(final)
         (RUNS / run / "checkpoint.pt").unlink(missing_ok=True)
-    if record["train_config"] != asdict(cfg):
-        raise SystemExit(f"{trained} is the record of other settings than {run}'s; remove it and {final.name}")
     if time.monotonic() > deadline:
         return False
     _write_json(RUNS / run / "result.json", _score(model, data, record))
     return True
+
+
+def _kept(run: str, record_path: Path, setting: str, seed: int) -> tuple[torch.nn.Module, dict]:
+    """The kept final weights of ``run`` as a model, and the record at ``record_path``, which must be of the
+    run's settings."""
+    record = json.loads(record_path.read_text())
+    if record["train_config"] != asdict(config(setting, seed)):
+        raise SystemExit(f"{record_path} is the record of other settings than {run}'s; remove it and final.pt")
+    model = vl.build_model(vl.burda.config())
+    model.load_state_dict(torch.load(RUNS / run / "final.pt", weights_only=True))
+    return model, record
 
 
 def _score(model, data, record: dict) -> dict:
@@ -211,12 +220,6 @@ def _score(model, data, record: dict) -> dict:
     return record
 
 
-def _write_json(path: Path, record: dict) -> None:
-    tmp = path.with_suffix(".part")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    tmp.replace(path)  # atomic: the file is whole or absent
-
-
 def rescore(names: list[str]) -> int:
     """Score again, with the current code, runs whose new score waits and whose final weights are on disk:
     after a change in how a score is computed, so that every run is scored alike."""
@@ -228,11 +231,7 @@ def rescore(names: list[str]) -> int:
         if name not in settings or not (pending.exists() and final.exists()):
             print(f"{name}: no waiting score with final weights beside it; nothing to score again", file=sys.stderr)
             return 1
-        record = json.loads(pending.read_text())
-        if record["train_config"] != asdict(config(*settings[name])):
-            raise SystemExit(f"{pending} is not the record of {name}'s settings")
-        model = vl.build_model(vl.burda.config())
-        model.load_state_dict(torch.load(final, weights_only=True))
+        model, record = _kept(name, pending, *settings[name])
         _write_json(pending, _score(model, data, record))
         print(f"{name} scored again: test NLL {record['test_nll']:.3f}", flush=True)
     return 0

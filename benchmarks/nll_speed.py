@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     x_test, _ = vl.load("mnist", "test", download=False)
     x = vl.binarize(x_test[: args.n_test], torch.Generator().manual_seed(0))  # (N, P), once
     width = BATCH * x.shape[1]  # decoder outputs per sample of a batch
+    chunks = {size: max(1, size // width) for size in SIZES}  # samples per chunk
     default = vl.elbo._default_chunk(args.k, BATCH, x.shape[1], torch.device("cpu"))
     rows = []
     for threads in args.threads:
@@ -67,14 +68,13 @@ def main(argv: list[str] | None = None) -> int:
         score(model, x[:BATCH], min(args.k, 50), 1)  # warm-up: the first call pays for allocations
         for _ in range(args.repeats):  # in turn, so a slow spell of the machine hits every size alike
             for size in SIZES:
-                seconds, nll[size] = score(model, x, args.k, max(1, size // width))
+                seconds, nll[size] = score(model, x, args.k, chunks[size])
                 times[size].append(seconds)
         reference = statistics.median(times[REFERENCE])
         print(f"torch threads: {threads}; -L_{args.k} of {x.shape[0]} test images, batches of {BATCH}")
         print(f"{'outputs per chunk':>18} {'samples':>8} {'median s':>9} {'speedup':>8} {'NLL (nats)':>11}")
         for size in SIZES:
-            median = statistics.median(times[size])
-            chunk = max(1, size // width)
+            median, chunk = statistics.median(times[size]), chunks[size]
             mark = "  <- the CPU default" if chunk == default else ("  <- reference" if size == REFERENCE else "")
             print(f"{'2**' + str(size.bit_length() - 1):>18} {chunk:>8} {median:>9.2f} "
                   f"{reference / median:>7.2f}x {nll[size]:>11.3f}{mark}")  # fmt: skip

@@ -315,7 +315,7 @@ def test_rescore_scores_a_waiting_result_again_with_the_current_code(monkeypatch
         l_3 = vl.log_marginal_likelihood(model.eval(), data["test"], 3, generator=streams.generator(0, "nll"))
     assert record["test_nll"] == pytest.approx(-l_3.mean().item())
     assert record["history"] == [{"epoch": 1}] and record["nll_k"] == 3 and "test_nll_3" not in record
-    assert not (ablation.RUNS / "bias-s1" / "result.part").exists()  # written whole, then moved
+    assert sorted(path.name for path in (ablation.RUNS / "bias-s1").iterdir()) == ["final.pt", "result.json"]
 
     (ablation.RUNS / "bias-s1" / "final.pt").unlink()
     assert ablation.main(["rescore", "bias-s1"]) == 1  # no weights: nothing to score again
