@@ -306,6 +306,41 @@ def test_torch_and_torchvision_are_pinned_in_one_constraints_file():
     assert ".ci/constraints.txt" in (REPO / ".ci" / "colab_check").read_text(encoding="utf8")
 
 
+def test_torch_is_installed_once_per_ci_run():
+    """The wheel and Colab checks borrow the project venv's torch: CI's disk holds one copy."""
+    setup = (REPO / ".ci" / "setup").read_text(encoding="utf8")
+    (torch_install,) = [line for line in setup.splitlines() if re.search(r"pip\"? install .* torch torchvision$", line)]
+    assert "--no-cache-dir" in torch_install, "pip's cache would keep a second copy of the CUDA wheels"
+    for name in ("package_check", "colab_check"):
+        script = (REPO / ".ci" / name).read_text(encoding="utf8")
+        assert "python .ci/lent_venv.py" in script, f".ci/{name} makes its own venv with torch"
+        commands = [line for line in script.splitlines() if not line.lstrip().startswith(("#", "phase "))]
+        again = [line for line in commands if re.search(r"pip\"? install .*\btorch\b", line)]
+        assert not again, f".ci/{name} installs torch again: {again}"
+
+
+def test_lent_venv_imports_torch_from_the_project_venv_without_installing_it(tmp_path):
+    made = subprocess.run(
+        [sys.executable, str(REPO / ".ci" / "lent_venv.py"), str(tmp_path)], capture_output=True, text=True
+    )
+    assert made.returncode == 0, made.stderr
+    python = Path(made.stdout.strip())
+    assert python == tmp_path / "venv" / "bin" / "python" and python.exists()
+    seen = subprocess.run(
+        [python, "-c", "import torch, torchvision, numpy; print(torch.__file__, torch.__version__)"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONNOUSERSITE": "1", "PYTHONPATH": ""},
+    )
+    assert seen.returncode == 0, seen.stderr
+    where, version = seen.stdout.split()
+    assert where.startswith(str(tmp_path / "lent" / "torch")) and version == __import__("torch").__version__
+    # pip sees the lent torch as installed, so the constraints' torch is satisfied without a download.
+    listed = subprocess.run([python, "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True)
+    assert re.search(r"^torch==", listed.stdout, re.M), listed.stdout
+    assert not any((tmp_path / "venv").rglob("torch/__init__.py")), "torch was copied into the venv"
+
+
 def _actionlint() -> str | None:
     venv = REPO / ".venv" / "bin" / "actionlint"
     return shutil.which("actionlint") or (str(venv) if venv.exists() else None)
