@@ -957,34 +957,54 @@ def test_a_run_refuses_other_data_on_resume(tmp_path, mnist_root, capsys):
     assert json.loads(capsys.readouterr().out)["epochs_done"] == 2
 
 
-def _interrupt_while_torch_loads(command: list[str]) -> subprocess.CompletedProcess:
-    """Run ``command`` and send it SIGINT once it has begun to load torch's shared library (the import is then
-    under way for a second or more), before it has parsed its arguments."""
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "CI": "true"})  # fmt: skip
-    maps, deadline = Path(f"/proc/{proc.pid}/maps"), time.monotonic() + 60
-    while proc.poll() is None and time.monotonic() < deadline:
-        try:
-            if "libtorch" in maps.read_text():
-                break
-        except OSError:
-            pass
-        time.sleep(0.002)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    return subprocess.CompletedProcess(command, proc.returncode, out, err)
+# Started before anything else in the child (a sitecustomize module on PYTHONPATH): the moment the import of
+# torch reaches its compiled core, the process sends itself SIGINT, as a Ctrl-C in the middle of loading torch
+# would.  No race with a watcher that polls /proc for libtorch, as an earlier version did.
+_CTRL_C_DURING_TORCH_IMPORT = """
+import os, signal, sys
 
 
-@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux's /proc to see torch being loaded")
+class CtrlCWhileTorchLoads:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch._C":
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+
+sys.meta_path.insert(0, CtrlCWhileTorchLoads())
+"""
+
+
+def _interrupt_while_torch_loads(command: list[str], hook_dir: Path) -> subprocess.CompletedProcess:
+    """Run ``command`` with a Ctrl-C delivered while ``import torch`` is under way, before the arguments are
+    parsed (vaelib imports torch on first use, so this is the first thing any command does)."""
+    (hook_dir / "sitecustomize.py").write_text(_CTRL_C_DURING_TORCH_IMPORT)
+    path = os.pathsep.join(filter(None, [str(hook_dir), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "CI": "true", "PYTHONPATH": path}
+    # SIGINT at its default, as in a terminal: a run started in the background by a non-interactive shell
+    # inherits it ignored, and Python then leaves it ignored.
+    restore = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, preexec_fn=restore)
+
+
 def test_ctrl_c_while_torch_loads_ends_in_one_line(tmp_path):
     console_script = Path(sys.executable).with_name("vaelib")
     commands = [[sys.executable, "-m", "vaelib", "info"]]
     if console_script.exists():
         commands.append([str(console_script), "info"])
     for command in commands:
-        done = _interrupt_while_torch_loads(command)
+        done = _interrupt_while_torch_loads(command, tmp_path)
         assert done.returncode == 130, (command, done.stderr)
         assert done.stderr == "vaelib: interrupted\n", (command, done.stderr)  # before the arguments were parsed
+        assert done.stdout == "", (command, done.stdout)  # info never ran
+
+
+def test_the_ctrl_c_hook_fires_inside_the_import_of_torch(tmp_path):
+    """The hook above interrupts ``import torch`` itself, not the code after it."""
+    probe = "import sys\ntry:\n    import torch\nexcept KeyboardInterrupt:\n    sys.exit(7)\nsys.exit(0)\n"
+    done = _interrupt_while_torch_loads([sys.executable, "-c", probe], tmp_path)
+    assert done.returncode == 7, done.stderr
 
 
 def test_ctrl_c_says_what_is_kept_only_where_something_is(tmp_path, monkeypatch, capsys):
