@@ -304,6 +304,8 @@ def test_torch_and_torchvision_are_pinned_in_one_constraints_file():
         text = (REPO / user).read_text(encoding="utf8")
         assert re.search(r"-c \S*constraints\.txt", text), f"{user} installs torch without .ci/constraints.txt"
     assert ".ci/constraints.txt" in (REPO / ".ci" / "colab_check").read_text(encoding="utf8")
+    # The checks that borrow the project venv's torch verify its versions against the pins (.ci/lent_venv.py).
+    assert 'with_name("constraints.txt")' in (REPO / ".ci" / "lent_venv.py").read_text(encoding="utf8")
 
 
 def test_torch_is_installed_once_per_ci_run():
