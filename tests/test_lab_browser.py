@@ -3,7 +3,8 @@
 Parity: for every shipped model, exported in float32 and in float16, and for
 small models with every activation, a Gaussian decoder and a label, the
 module's encoder, decoder, log-weights, ELBO and L_k on fixed inputs and a
-fixed eps (passed in) equal vaelib's.  Refusal: a corrupt, truncated or
+fixed eps (passed in) equal vaelib's on the same weights (a float16 file's
+rounded ones), and a float16 file stays within a bound of the float32 model.  Refusal: a corrupt, truncated or
 mismatched weights file and a manifest of another format are refused.
 Interaction: on the lab page (its HTML lines from book/lab.md, its assets
 made by the book build's own function into a temporary directory), a drag and
@@ -33,11 +34,15 @@ pytestmark = pytest.mark.skipif(
 
 K = 64  # draws of eps per input
 KS = (1, 8, 64)  # the bounds compared; L_8 also as the mean over 8 groups of 8
-# Issue 15's tolerances on probabilities and on bounds (nats); the encoder's mu and log sigma^2 are held to the
-# probabilities' (float32) and to 5e-3 (float16: its weights carry 11 significant bits).
+# Tolerances on probabilities and on bounds (nats); the encoder's mu and log sigma^2 are held to the
+# probabilities'.  "float32": the module against vaelib on the weights of the file (float16 files included: vaelib
+# then runs on the same rounded weights), issue 15's.  "float16": what rounding the weights to float16 (11
+# significant bits) costs against the float32 model.  Issue 15 asked for 2e-3 on probabilities there; over 2,000
+# decoded prior draws the worst pixel moves by 1.1e-3 (mnist-cvae-small) to 4.7e-3 (mnist-2d-small), so 2e-3 held
+# for the inputs tested but not for every input, and the retrained burda-iwae-k5 exceeded it (2.03e-3).
 TOLERANCE = {
     "float32": {"probability": 1e-5, "bound": 1e-3, "encoder": 1e-5},
-    "float16": {"probability": 2e-3, "bound": 0.05, "encoder": 5e-3},
+    "float16": {"probability": 5e-3, "bound": 0.05, "encoder": 5e-3},
 }
 # Small models for what the shipped ones do not cover: the other activations, a Gaussian decoder, a label.
 EXTRA = {
@@ -133,6 +138,15 @@ def _cases(model: vl.VAE, n: int = 3, seed: int = 0) -> tuple[list[dict], torch.
 
 
 @torch.no_grad()
+def _as_float16(model: vl.VAE) -> vl.VAE:
+    """The model as a float16 file holds it: every tensor rounded to float16 (to nearest, as export_web's cast)."""
+    model = copy.deepcopy(model)
+    for tensor in model.state_dict().values():  # views of the parameters and buffers
+        tensor.copy_(tensor.half())
+    return model
+
+
+@torch.no_grad()
 def _reference(model: vl.VAE, x, y, z, eps) -> dict:
     """vaelib's values for the same inputs and noise, in float64 from the same weights (the module computes in
     float64 too; float32 rounding alone moves a log-weight of -4,000 nats by 1e-3)."""
@@ -171,15 +185,20 @@ def _max_diff(js: list, ref: torch.Tensor) -> float:
 def test_the_modules_encoder_decoder_and_bounds_equal_vaelibs(browser, dtype, name):
     model = _model(name)
     cases, x, y, z, eps = _cases(model)
-    ref = _reference(model, x, y, z, eps)
-    out = _js(browser, dtype, name, cases)
-    tol = TOLERANCE[dtype]
-    js = {key: [case[key] for case in out] for key in out[0]}
+    js = _js(browser, dtype, name, cases)
+    js = {key: [case[key] for case in js] for key in js[0]}
+    ref = _reference(model, x, y, z, eps)  # vaelib with the float32 weights
+    if dtype == "float16":  # the module's arithmetic: vaelib on the same rounded weights
+        _check_parity(js, _reference(_as_float16(model), x, y, z, eps), TOLERANCE["float32"])
+    _check_parity(js, ref, TOLERANCE[dtype])  # and, for float16, what the rounding costs
+
+
+def _check_parity(js: dict, ref: dict, tol: dict) -> None:
     assert _max_diff(js["mu"], ref["mu"]) <= tol["encoder"]
     assert _max_diff(js["logvar"], ref["logvar"]) <= tol["encoder"]
     assert _max_diff(js["x_hat"], ref["x_hat"]) <= tol["probability"]
     assert _max_diff(js["kl"], ref["kl"]) <= tol["bound"]
-    if dtype == "float32":  # one log-weight is not a bound: in float16 only the bounds, which average them, count
+    if tol is TOLERANCE["float32"]:  # one log-weight is not a bound: in float16 only the bounds, which average them
         assert _max_diff(js["log_w"], ref["log_w"]) <= tol["bound"]
     assert _max_diff(js["elbo"], ref["elbo"]) <= tol["bound"]
     assert _max_diff(js["L_first"], ref["L_first"]) <= tol["bound"]
